@@ -1,0 +1,194 @@
+// connector-gateway command line (SPEC §6).
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatDiagnostics, loadPolicyFile, type LoadResult } from '../config/load.js';
+import { formatDiagnostic } from '../config/diagnostics.js';
+import { createLogger } from '../observe/log.js';
+import { Spool, isQueueId } from '../queue/spool.js';
+import { GatewayServer } from '../smtp/server.js';
+import { issueCertificate } from '../tls/issue.js';
+import { explain } from './explain.js';
+import type { Policy } from '../policy/types.js';
+
+const USAGE = `usage: connector-gateway <command> [options]
+
+  serve     [--config FILE]          run the daemon (default command)
+  check     [--config FILE]          validate the policy; exit 0 ok, 1 errors
+  explain   --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…] [--config FILE]
+                                     which connectors apply and what the gateway would answer
+  queue     list | show ID | delete ID   [--config FILE]
+  dev-certs [--dir DIR] [--hostname NAME] [--force]
+                                     create a development CA and gateway certificate
+
+The policy file is --config, else $GATEWAY_CONFIG, else config/gateway.yaml.`;
+
+function configPath(v: string | undefined): string {
+  return v ?? process.env.GATEWAY_CONFIG ?? 'config/gateway.yaml';
+}
+
+function fail(msg: string, code = 2): never {
+  process.stderr.write(`connector-gateway: ${msg}\n`);
+  process.exit(code);
+}
+
+function loadOrExit(file: string): { policy: Policy; result: LoadResult } {
+  const result = loadPolicyFile(file);
+  for (const line of formatDiagnostics(result)) process.stderr.write(line + '\n');
+  if (!result.policy) {
+    const n = result.diagnostics.filter((d) => d.severity === 'error').length;
+    fail(`${file}: ${n} error${n === 1 ? '' : 's'}; not starting`, 1);
+  }
+  return { policy: result.policy, result };
+}
+
+async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const file = configPath(values.config);
+  let { policy } = loadOrExit(file);
+  const log = createLogger(policy.gateway.log.level);
+  const spool = new Spool(policy.gateway.queue.directory);
+  const recovered = await spool.recover();
+  log.info({ event: 'queue-recovered', directory: spool.dir, messages: recovered.ids.length, removed: recovered.removed }, 'queue recovered');
+  const server = new GatewayServer({ getPolicy: () => policy, spool, log });
+  try {
+    await server.start();
+  } catch (e) {
+    log.fatal({ event: 'start-failed', err: (e as Error).message }, 'cannot start');
+    log.flush();
+    fail(`cannot start: ${(e as Error).message}`, 1);
+  }
+  log.info({ event: 'started', policy: path.resolve(file), listeners: server.ports }, 'connector-gateway started');
+
+  process.on('SIGHUP', () => {
+    const r = loadPolicyFile(file);
+    if (!r.policy) {
+      log.error({ event: 'reload-refused', errors: formatDiagnostics(r) }, 'policy reload refused; the running policy stays in force');
+      return;
+    }
+    policy = r.policy;
+    log.info({ event: 'reloaded', warnings: formatDiagnostics(r) }, 'policy reloaded');
+  });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
+    await server.stop(10_000);
+    log.info({ event: 'stopped' }, 'stopped');
+    log.flush();
+    setTimeout(() => process.exit(0), 50);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+function check(args: string[]): void {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const file = configPath(values.config);
+  const r = loadPolicyFile(file);
+  for (const line of formatDiagnostics(r)) process.stdout.write(line + '\n');
+  const errors = r.diagnostics.filter((d) => d.severity === 'error').length;
+  const warnings = r.diagnostics.length - errors;
+  process.stdout.write(`${file}: ${errors} error(s), ${warnings} warning(s)\n`);
+  process.exit(errors ? 1 : 0);
+}
+
+async function queue(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' } } });
+  const file = configPath(values.config);
+  const r = loadPolicyFile(file, { checkFiles: false });
+  if (!r.policy) {
+    for (const d of r.diagnostics) process.stderr.write(formatDiagnostic(file, d) + '\n');
+    fail(`${file}: policy has errors`, 1);
+  }
+  const spool = new Spool(r.policy.gateway.queue.directory);
+  const [sub, id] = positionals;
+  if (sub === 'list' || sub === undefined) {
+    const list = await spool.list();
+    for (const e of list) {
+      const pending = e.recipients.filter((x) => x.status === 'pending').length;
+      process.stdout.write(
+        `${e.id}  ${e.receivedAt}  ${String(e.size).padStart(8)}  <${e.sender}>  ${pending}/${e.recipients.length} pending  ${e.recipients.map((x) => x.address).join(', ')}\n`,
+      );
+    }
+    process.stdout.write(`${list.length} message(s) in ${spool.dir}\n`);
+    return;
+  }
+  if (!id || !isQueueId(id)) fail(`queue ${sub}: give a queue id`);
+  if (sub === 'show') {
+    try {
+      process.stdout.write(JSON.stringify(await spool.readEnvelope(id), null, 2) + '\n');
+    } catch {
+      fail(`no message ${id} in ${spool.dir}`, 1);
+    }
+    return;
+  }
+  if (sub === 'delete') {
+    try {
+      await spool.remove(id);
+    } catch {
+      fail(`no message ${id} in ${spool.dir}`, 1);
+    }
+    process.stdout.write(`deleted ${id}\n`);
+    return;
+  }
+  fail(`queue: unknown subcommand "${sub}" (list | show ID | delete ID)`);
+}
+
+function devCerts(args: string[]): void {
+  const { values } = parseArgs({
+    args,
+    options: { dir: { type: 'string', default: 'certs' }, hostname: { type: 'string', default: 'localhost' }, force: { type: 'boolean', default: false } },
+  });
+  const dir = values.dir!;
+  const crt = path.join(dir, 'gateway.crt');
+  if (fs.existsSync(crt) && !values.force) {
+    process.stdout.write(`${crt} exists; leaving the certificates as they are (--force to replace)\n`);
+    return;
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  const ca = issueCertificate({ commonName: 'connector-gateway development CA', isCA: true, organization: 'connector-gateway dev' });
+  const gw = issueCertificate({ commonName: values.hostname!, altNames: [values.hostname!, 'localhost', '127.0.0.1'], issuer: ca });
+  fs.writeFileSync(path.join(dir, 'dev-ca.crt'), ca.certPem);
+  fs.writeFileSync(path.join(dir, 'dev-ca.key'), ca.keyPem, { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'gateway.key'), gw.keyPem, { mode: 0o600 });
+  fs.writeFileSync(crt, gw.certPem + ca.certPem);
+  // Client certificates for trying the bundled connectors by certificate.
+  for (const [file, name] of [['onprem', 'exchange.contoso.com'], ['fabrikam', 'mail.fabrikam.com']] as const) {
+    const c = issueCertificate({ commonName: name, issuer: ca });
+    fs.writeFileSync(path.join(dir, `${file}.key`), c.keyPem, { mode: 0o600 });
+    fs.writeFileSync(path.join(dir, `${file}.crt`), c.certPem + ca.certPem);
+  }
+  process.stdout.write(`wrote development certificates to ${dir}/: dev-ca, gateway, onprem, fabrikam (.crt/.key)\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case 'serve':
+      return serve(rest);
+    case 'check':
+      return check(rest);
+    case 'explain':
+      return explain(rest, configPath);
+    case 'queue':
+      return queue(rest);
+    case 'dev-certs':
+      return devCerts(rest);
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE + '\n');
+      return;
+    default:
+      if (cmd.startsWith('--')) return serve(argv);
+      fail(`unknown command "${cmd}"\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e: Error & { code?: string }) => {
+  if (e.code === 'USAGE' || e.code?.startsWith('ERR_PARSE_ARGS')) fail(`${e.message}\n${USAGE}`);
+  fail(e.stack ?? String(e), 1);
+});

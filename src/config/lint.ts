@@ -1,0 +1,154 @@
+// Cross-field checks of SPEC §2 (what the schema alone cannot see), and the TLS files.
+import fs from 'node:fs';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import type { Policy } from '../policy/types.js';
+import { Diagnostics, type Path } from './diagnostics.js';
+
+const key = (list: readonly { text: string }[]) => list.map((x) => x.text.toLowerCase()).sort().join(',');
+
+export function lint(p: Policy, d: Diagnostics): void {
+  lintInbound(p, d);
+  lintOutbound(p, d);
+}
+
+function lintInbound(p: Policy, d: Diagnostics): void {
+  const scopes = new Map<string, string>();
+  p.inboundConnectors.forEach((c, i) => {
+    const at: Path = ['inboundConnectors', i];
+    const names = p.inboundConnectors.filter((o) => o.name === c.name);
+    if (names.length > 1 && names[0] !== c) d.error([...at, 'name'], `connector name "${c.name}" is used twice`, 'give each connector its own name');
+    if (c.restrictDomainsToIPAddresses && !c.senderIPAddresses.length) {
+      d.error([...at, 'restrictDomainsToIPAddresses'], 'restrictDomainsToIPAddresses needs senderIPAddresses', 'list the partner\'s IP ranges in senderIPAddresses');
+    }
+    if (c.restrictDomainsToCertificate && !c.tlsSenderCertificateName) {
+      d.error([...at, 'restrictDomainsToCertificate'], 'restrictDomainsToCertificate needs tlsSenderCertificateName', 'name the certificate the partner presents');
+    }
+    if (c.connectorType === 'partner' && c.senderIPAddresses.length && c.tlsSenderCertificateName) {
+      d.error([...at, 'tlsSenderCertificateName'], 'a partner connector identifies by IP addresses or by certificate, not both', 'split it into two connectors');
+    }
+    if (c.connectorType === 'onPremises' && !c.senderIPAddresses.length && !c.tlsSenderCertificateName) {
+      d.error(at, 'an onPremises connector must be identified by senderIPAddresses or tlsSenderCertificateName', 'list your servers\' IP ranges or their certificate name');
+    }
+    if (c.connectorType === 'onPremises' && (c.restrictDomainsToIPAddresses || c.restrictDomainsToCertificate)) {
+      d.warn(at, 'restrictDomainsTo* only acts on partner connectors; an onPremises connector is identified by IP or certificate already');
+    }
+    if (c.tlsSenderCertificateName && !c.restrictDomainsToCertificate && c.connectorType === 'partner') {
+      d.warn([...at, 'tlsSenderCertificateName'], 'tlsSenderCertificateName without restrictDomainsToCertificate only identifies the partner; it refuses nothing', 'add restrictDomainsToCertificate: true to refuse mail without the certificate');
+    }
+    if (c.mode === 'audit' && c.enabled) d.warn([...at, 'mode'], 'connector is in audit mode: refusals are logged, not enforced');
+    if (!c.enabled) return;
+    const scope = `${c.connectorType}|${key(c.senderDomains)}|${key(c.senderIPAddresses)}|${c.tlsSenderCertificateName?.text.toLowerCase() ?? ''}`;
+    const twin = scopes.get(scope);
+    if (twin) d.error(at, `duplicate of connector "${twin}": two enabled inbound connectors with the same scope break attribution`, 'merge them or disable one');
+    else scopes.set(scope, c.name);
+  });
+  // A sender-domain-only partner connector that a restricting connector for the same domains always overrides.
+  p.inboundConnectors.forEach((c, i) => {
+    if (!c.enabled || c.connectorType !== 'partner' || c.senderIPAddresses.length || c.tlsSenderCertificateName) return;
+    const over = p.inboundConnectors.find(
+      (o) => o !== c && o.enabled && o.connectorType === 'partner' && (o.restrictDomainsToIPAddresses || o.restrictDomainsToCertificate) && key(o.senderDomains) === key(c.senderDomains),
+    );
+    if (over) d.warn(['inboundConnectors', i], `connector "${over.name}" restricts the same sender domains and will always override this one`);
+  });
+}
+
+function lintOutbound(p: Policy, d: Diagnostics): void {
+  const owner = new Map<string, string>();
+  p.outboundConnectors.forEach((c, i) => {
+    const at: Path = ['outboundConnectors', i];
+    const names = p.outboundConnectors.filter((o) => o.name === c.name);
+    if (names.length > 1 && names[0] !== c) d.error([...at, 'name'], `connector name "${c.name}" is used twice`, 'give each connector its own name');
+    if (c.tlsDomain && c.tlsSettings !== 'domainValidation') {
+      d.error([...at, 'tlsDomain'], 'tlsDomain only applies with tlsSettings: domainValidation', 'set tlsSettings: domainValidation or remove tlsDomain');
+    }
+    if (!c.useMXRecord && !c.smartHosts.length) d.error([...at, 'useMXRecord'], 'useMXRecord: false needs smartHosts', 'list smartHosts or set useMXRecord: true');
+    if (c.useMXRecord && c.smartHosts.length) d.error([...at, 'smartHosts'], 'smartHosts are ignored with useMXRecord: true', 'remove smartHosts or set useMXRecord: false');
+    if (!c.recipientDomains.length && !c.allAcceptedDomains) {
+      d.error(at, 'the connector has no recipientDomains and allAcceptedDomains is false: it is never selected', 'list recipientDomains');
+      return;
+    }
+    if (!c.enabled) return;
+    // Ties go to the connector listed first (SPEC §4): a scope listed twice is shadowed in the later one.
+    const mine = c.recipientDomains.map((r, j) => ({ k: r.text.toLowerCase(), at: [...at, 'recipientDomains', j] as Path }));
+    if (c.allAcceptedDomains) mine.push({ k: '(allAcceptedDomains)', at: [...at, 'allAcceptedDomains'] });
+    let shadowed = 0;
+    for (const m of mine) {
+      const first = owner.get(m.k);
+      if (first) {
+        shadowed++;
+        d.error(m.at, `${m.k} is already routed by connector "${first}", which wins: duplicate scopes break delivery`, 'remove it from one of the two connectors');
+      } else owner.set(m.k, c.name);
+    }
+    if (shadowed && shadowed === mine.length) d.error(at, 'this connector is shadowed: every domain it lists is routed by an earlier connector, so it is never selected');
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Files: existence, readability, certificate validity, key match.
+
+function readFile(file: string, at: Path, what: string, d: Diagnostics): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    d.error(at, `${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`,
+      what === 'certificate' || what === 'key' ? 'run `connector-gateway dev-certs` for development certificates, or point to your PEM files' : undefined);
+    return null;
+  }
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** Parses every certificate of a PEM bundle; reports an error when there is none. */
+export function certificatesOf(pem: string): X509Certificate[] {
+  return (pem.match(PEM_CERT) ?? []).map((c) => new X509Certificate(c));
+}
+
+export function lintFiles(p: Policy, d: Diagnostics, now = new Date()): void {
+  const t = p.gateway.tls;
+  const certPem = readFile(t.certificate, ['gateway', 'tls', 'certificate'], 'certificate', d);
+  const keyPem = readFile(t.key, ['gateway', 'tls', 'key'], 'key', d);
+  let leaf: X509Certificate | null = null;
+  if (certPem !== null) {
+    try {
+      const chain = certificatesOf(certPem);
+      if (!chain.length) throw new Error('no PEM certificate in the file');
+      leaf = chain[0]!;
+      checkValidity(leaf, ['gateway', 'tls', 'certificate'], `certificate ${t.certificate}`, d, now);
+    } catch (e) {
+      d.error(['gateway', 'tls', 'certificate'], `certificate ${t.certificate}: ${(e as Error).message}`);
+    }
+  }
+  if (keyPem !== null) {
+    try {
+      const k = createPrivateKey(keyPem);
+      if (leaf && !leaf.checkPrivateKey(k)) {
+        d.error(['gateway', 'tls', 'key'], `key ${t.key} does not match certificate ${t.certificate}`, 'use the key the certificate was issued for');
+      }
+    } catch (e) {
+      d.error(['gateway', 'tls', 'key'], `key ${t.key}: not a readable private key (${(e as Error).message})`);
+    }
+  }
+  const caFiles: Array<[string | null, Path]> = [[t.clientCertificateAuthorities, ['gateway', 'tls', 'clientCertificateAuthorities']]];
+  p.outboundConnectors.forEach((c, i) => caFiles.push([c.tlsCertificateAuthorities, ['outboundConnectors', i, 'tlsCertificateAuthorities']]));
+  for (const [file, at] of caFiles) {
+    if (!file) continue;
+    const pem = readFile(file, at, 'certificate authorities', d);
+    if (pem === null) continue;
+    try {
+      const cas = certificatesOf(pem);
+      if (!cas.length) d.error(at, `${file}: no PEM certificate in the file`);
+      for (const ca of cas) checkValidity(ca, at, `CA "${ca.subject.replace(/\n/g, ', ')}" in ${file}`, d, now);
+    } catch (e) {
+      d.error(at, `${file}: ${(e as Error).message}`);
+    }
+  }
+}
+
+function checkValidity(cert: X509Certificate, at: Path, what: string, d: Diagnostics, now: Date): void {
+  const to = new Date(cert.validTo);
+  const from = new Date(cert.validFrom);
+  if (to < now) d.error(at, `${what} expired on ${to.toISOString()}`, 'renew it');
+  else if (from > now) d.error(at, `${what} is not valid before ${from.toISOString()}`);
+  else if (to.getTime() - now.getTime() < 30 * 86_400_000) d.warn(at, `${what} expires on ${to.toISOString()}`, 'renew it soon');
+}

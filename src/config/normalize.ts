@@ -1,0 +1,146 @@
+// Raw policy (schema-valid) → compiled Policy for the engine; value errors are reported with their path.
+import path from 'node:path';
+import ipaddr from 'ipaddr.js';
+import { parseDomainPattern, parseIpRange, type DomainPattern, type IpRange } from '../policy/match.js';
+import type { AcceptedDomain, InboundConnector, ListenerSettings, OutboundConnector, Policy, SmartHost } from '../policy/types.js';
+import type { RawPolicy } from './schema.js';
+import { Diagnostics, type Path } from './diagnostics.js';
+import { parseDuration, parseSize } from './units.js';
+
+function patterns(list: readonly string[], at: Path, d: Diagnostics): DomainPattern[] {
+  const out: DomainPattern[] = [];
+  list.forEach((text, i) => {
+    const p = parseDomainPattern(text);
+    if (typeof p === 'string') d.error([...at, i], p);
+    else out.push(p);
+  });
+  return out;
+}
+
+function pattern(text: string | null, at: Path, d: Diagnostics): DomainPattern | null {
+  if (text === null || text === '') return null;
+  const p = parseDomainPattern(text);
+  if (typeof p === 'string') {
+    d.error(at, p);
+    return null;
+  }
+  return p;
+}
+
+function ranges(list: readonly string[], at: Path, d: Diagnostics): IpRange[] {
+  const out: IpRange[] = [];
+  list.forEach((text, i) => {
+    const r = parseIpRange(text);
+    if (typeof r === 'string') d.error([...at, i], r);
+    else out.push(r);
+  });
+  return out;
+}
+
+function duration(value: string | number, at: Path, d: Diagnostics): number {
+  const ms = parseDuration(value);
+  if (ms === null) d.error(at, `"${value}" is not a duration`, 'write a number with a unit: 30s, 15m, 4h, 2d');
+  return ms ?? 0;
+}
+
+/** "host", "host:port", "[ip]", "[ip]:port"; port defaults to 25. */
+export function parseSmartHost(text: string): SmartHost | string {
+  const t = text.trim();
+  const bad = `"${text}" is not a smart host: use host, host:port, [ip] or [ip]:port`;
+  let host: string;
+  let portText: string | undefined;
+  let literal = false;
+  const br = /^\[([^\]]+)\](?::(\d+))?$/.exec(t);
+  if (br) {
+    host = br[1]!;
+    portText = br[2];
+    literal = true;
+    if (!ipaddr.isValid(host)) return `"${text}": the address in brackets is not an IP address`;
+  } else {
+    const m = /^([A-Za-z0-9._-]+)(?::(\d+))?$/.exec(t);
+    if (!m) return bad;
+    host = m[1]!;
+    portText = m[2];
+    if (ipaddr.isValid(host)) literal = true;
+    else if (typeof parseDomainPattern(host) === 'string' || host.includes('*')) return bad;
+  }
+  const port = portText === undefined ? 25 : Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return `"${text}": port must be 1-65535`;
+  return { host: host.toLowerCase(), port, literal, text };
+}
+
+export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Policy {
+  const file = (p: string | null) => (p === null ? null : path.resolve(baseDir, p));
+  const g = raw.gateway;
+
+  const listeners: ListenerSettings[] = g.listeners.map((l, i) => ({
+    name: l.name,
+    address: l.address,
+    port: l.port,
+    implicitTls: l.implicitTls,
+    proxyProtocol: l.proxyProtocol === false ? false : ranges(l.proxyProtocol, ['gateway', 'listeners', i, 'proxyProtocol'], d),
+  }));
+  g.listeners.forEach((l, i) => {
+    if (!ipaddr.isValid(l.address)) d.error(['gateway', 'listeners', i, 'address'], `"${l.address}" is not an IP address`);
+  });
+
+  const maxMessageSize = parseSize(g.limits.maxMessageSize);
+  if (maxMessageSize === null || maxMessageSize < 1024) {
+    d.error(['gateway', 'limits', 'maxMessageSize'], `"${g.limits.maxMessageSize}" is not a size of at least 1KB`, 'write e.g. 35MB');
+  }
+
+  const q = g.queue;
+  const policy: Policy = {
+    gateway: {
+      hostname: g.hostname,
+      listeners,
+      tls: {
+        certificate: file(g.tls.certificate)!,
+        key: file(g.tls.key)!,
+        clientCertificateAuthorities: file(g.tls.clientCertificateAuthorities),
+        minVersion: g.tls.minVersion,
+      },
+      queue: {
+        directory: file(q.directory)!,
+        retryIntervals: q.retryIntervals.map((v, i) => duration(v, ['gateway', 'queue', 'retryIntervals', i], d)),
+        messageExpiration: duration(q.messageExpiration, ['gateway', 'queue', 'messageExpiration'], d),
+        delayNotification: duration(q.delayNotification, ['gateway', 'queue', 'delayNotification'], d),
+      },
+      limits: { ...g.limits, maxMessageSize: maxMessageSize ?? 0 },
+      dns: g.dns,
+      admin: g.admin,
+      log: g.log,
+    },
+    acceptedDomains: raw.acceptedDomains.map((a, i): AcceptedDomain => {
+      const p = pattern(a.domain, ['acceptedDomains', i, 'domain'], d) ?? { kind: 'exact', name: '', text: a.domain };
+      if (p.kind === 'any') d.error(['acceptedDomains', i, 'domain'], '"*" would make the gateway an open relay', 'list the domains you own');
+      return { pattern: p, domainType: a.domainType, recipientVerification: a.recipientVerification };
+    }),
+    inboundConnectors: raw.inboundConnectors.map((c, i): InboundConnector => {
+      const at = ['inboundConnectors', i];
+      return {
+        ...c,
+        senderDomains: patterns(c.senderDomains, [...at, 'senderDomains'], d),
+        senderIPAddresses: ranges(c.senderIPAddresses, [...at, 'senderIPAddresses'], d),
+        tlsSenderCertificateName: pattern(c.tlsSenderCertificateName, [...at, 'tlsSenderCertificateName'], d),
+      };
+    }),
+    outboundConnectors: raw.outboundConnectors.map((c, i): OutboundConnector => {
+      const at = ['outboundConnectors', i];
+      const smartHosts: SmartHost[] = [];
+      c.smartHosts.forEach((s, j) => {
+        const h = parseSmartHost(s);
+        if (typeof h === 'string') d.error([...at, 'smartHosts', j], h);
+        else smartHosts.push(h);
+      });
+      return {
+        ...c,
+        recipientDomains: patterns(c.recipientDomains, [...at, 'recipientDomains'], d),
+        smartHosts,
+        tlsDomain: pattern(c.tlsDomain, [...at, 'tlsDomain'], d),
+        tlsCertificateAuthorities: file(c.tlsCertificateAuthorities),
+      };
+    }),
+  };
+  return policy;
+}

@@ -1,0 +1,95 @@
+// The shape of the policy file (SPEC §2). Strict objects: an unknown key is an error, because a
+// typo must never silently weaken a policy. Values that need parsing (patterns, ranges,
+// durations) are checked by normalize.ts, which knows their meaning.
+import { z } from 'zod';
+
+const str = z.string().min(1, 'must not be empty');
+const duration = z.union([z.string(), z.number()]);
+const size = z.union([z.string(), z.number()]);
+const port = z.number().int().min(0).max(65535);
+
+const listener = z.strictObject({
+  name: str,
+  address: str.default('0.0.0.0'),
+  port,
+  proxyProtocol: z.union([z.literal(false), z.array(z.string())]).default(false),
+  implicitTls: z.boolean().default(false),
+});
+
+const gateway = z.strictObject({
+  hostname: str,
+  listeners: z.array(listener).min(1, 'at least one listener is needed'),
+  tls: z.strictObject({
+    certificate: str,
+    key: str,
+    clientCertificateAuthorities: str.nullable().default(null),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  }),
+  queue: z
+    .strictObject({
+      directory: str.default('var/queue'),
+      retryIntervals: z.array(duration).min(1).default(['1m', '5m', '15m', '30m', '1h']),
+      messageExpiration: duration.default('2d'),
+      delayNotification: duration.default('4h'),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxMessageSize: size.default('35MB'),
+      maxRecipientsPerMessage: z.number().int().min(1).default(500),
+      maxConnectionsPerIp: z.number().int().min(1).default(20),
+      maxMessagesPerMinutePerIp: z.number().int().min(1).default(600),
+    })
+    .prefault({}),
+  dns: z.strictObject({ servers: z.array(z.string()).default([]) }).prefault({}),
+  admin: z.strictObject({ address: str.default('127.0.0.1'), port }).nullable().default(null),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .prefault({}),
+});
+
+const connectorType = z.enum(['partner', 'onPremises']);
+
+const acceptedDomain = z.strictObject({
+  domain: str,
+  domainType: z.enum(['authoritative', 'internalRelay']).default('authoritative'),
+  recipientVerification: z.enum(['none', 'callout']).default('none'),
+});
+
+const inboundConnector = z.strictObject({
+  name: str,
+  connectorType,
+  enabled: z.boolean().default(true),
+  senderDomains: z.array(z.string()).min(1).default(['*']),
+  senderIPAddresses: z.array(z.string()).default([]),
+  restrictDomainsToIPAddresses: z.boolean().default(false),
+  requireTls: z.boolean().default(false),
+  restrictDomainsToCertificate: z.boolean().default(false),
+  tlsSenderCertificateName: str.nullable().default(null),
+  maxMessagesPerMinute: z.number().int().min(1).nullable().default(null),
+  mode: z.enum(['enforce', 'audit']).default('enforce'),
+  comment: z.string().default(''),
+});
+
+const outboundConnector = z.strictObject({
+  name: str,
+  connectorType,
+  enabled: z.boolean().default(true),
+  recipientDomains: z.array(z.string()).default([]),
+  allAcceptedDomains: z.boolean().default(false),
+  useMXRecord: z.boolean().default(false),
+  smartHosts: z.array(z.string()).default([]),
+  tlsSettings: z.enum(['encryptionOnly', 'certificateValidation', 'domainValidation']).nullable().default(null),
+  tlsDomain: z.string().nullable().default(null),
+  tlsCertificateAuthorities: str.nullable().default(null),
+  comment: z.string().default(''),
+});
+
+export const policySchema = z.strictObject({
+  gateway,
+  acceptedDomains: z.array(acceptedDomain).default([]),
+  inboundConnectors: z.array(inboundConnector).default([]),
+  outboundConnectors: z.array(outboundConnector).default([]),
+});
+
+export type RawPolicy = z.infer<typeof policySchema>;

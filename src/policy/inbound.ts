@@ -1,0 +1,241 @@
+// PURE. Inbound attribution and checks of SPEC §3: facts in, a decision out.
+import { bestDomainMatch, certNameMatches, normalizeDomain, parseIp, smallestContainingRange } from './match.js';
+import type { IpRange } from './match.js';
+import { replies, type Reply } from './replies.js';
+import type { AcceptedDomain, InboundConnector, Policy } from './types.js';
+import { routeDomain, type Route } from './outbound.js';
+import { acceptedDomainFor } from './accepted.js';
+
+/** What the SMTP layer knows at MAIL FROM. */
+export interface SenderFacts {
+  ip: string;
+  tls: boolean;
+  /** CN and DNS SANs of a *verified* client certificate; empty when none or unverified. */
+  certNames: readonly string[];
+  /** Envelope sender address; "" for the null sender. */
+  sender: string;
+}
+
+export type IdentifiedBy = 'certificate' | 'ip' | 'senderDomain';
+
+export interface Attribution {
+  connector: InboundConnector | null;
+  identifiedBy: IdentifiedBy | null;
+  /** The range or certificate pattern that identified it, for logs and `explain`. */
+  matched: string | null;
+  /** Rule 1: an onPremises connector identified by IP or certificate may relay anywhere. */
+  mayRelay: boolean;
+}
+
+export type InboundRule =
+  | 'tls-required'
+  | 'claim-ip'
+  | 'claim-certificate'
+  | 'relay'
+  | 'no-route'
+  | 'recipient-syntax'
+  | 'recipient-limit'
+  | 'size'
+  | 'bare-lf'
+  | 'bare-cr'
+  | 'hop-count'
+  | 'spool'
+  | 'throttle';
+
+export interface Refusal {
+  rule: InboundRule;
+  connector: string | null;
+  reply: Reply;
+}
+
+export interface SenderDecision {
+  attribution: Attribution;
+  /** null = accept the MAIL FROM. */
+  refusal: Refusal | null;
+  /** Refusals a connector in audit mode would have made; logged and counted, not enforced. */
+  audits: Refusal[];
+  /** Human-readable steps, for logs and `explain`. */
+  trace: string[];
+}
+
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? '' : normalizeDomain(address.slice(at + 1));
+}
+
+interface Candidate {
+  connector: InboundConnector;
+  domainScore: number;
+  range: IpRange | null;
+  byCertificate: boolean;
+}
+
+function certificateCarries(c: InboundConnector, certNames: readonly string[]): boolean {
+  const p = c.tlsSenderCertificateName;
+  return p !== null && certNames.some((n) => certNameMatches(p, n));
+}
+
+function candidate(c: InboundConnector, domain: string, ip: ReturnType<typeof parseIp>, certNames: readonly string[]): Candidate | null {
+  if (!c.enabled) return null;
+  const domainScore = bestDomainMatch(c.senderDomains, domain);
+  if (domainScore < 0) return null;
+  let range: IpRange | null = null;
+  if (c.senderIPAddresses.length) {
+    range = ip ? smallestContainingRange(c.senderIPAddresses, ip) : null;
+    if (!range) return null;
+  }
+  if (c.tlsSenderCertificateName && !certificateCarries(c, certNames)) return null;
+  return { connector: c, domainScore, range, byCertificate: c.tlsSenderCertificateName !== null };
+}
+
+/** Orders candidates most specific first: certificate > smallest IP range > sender domain score. */
+function moreSpecific(a: Candidate, b: Candidate): number {
+  if (a.byCertificate !== b.byCertificate) return a.byCertificate ? -1 : 1;
+  if (a.range && b.range) {
+    if (a.range.size !== b.range.size) return a.range.size < b.range.size ? -1 : 1;
+  } else if (a.range || b.range) {
+    return a.range ? -1 : 1;
+  }
+  return b.domainScore - a.domainScore;
+}
+
+function describe(c: Candidate): { identifiedBy: IdentifiedBy; matched: string } {
+  if (c.byCertificate) return { identifiedBy: 'certificate', matched: c.connector.tlsSenderCertificateName!.text };
+  if (c.range) return { identifiedBy: 'ip', matched: c.range.text };
+  return { identifiedBy: 'senderDomain', matched: c.connector.senderDomains.map((d) => d.text).join(', ') };
+}
+
+/** SPEC §3 rules 1–4, evaluated at MAIL FROM. */
+export function evaluateSender(connectors: readonly InboundConnector[], facts: SenderFacts): SenderDecision {
+  const trace: string[] = [];
+  const audits: Refusal[] = [];
+  const ip = parseIp(facts.ip);
+  const domain = domainOf(facts.sender);
+  const certNames = facts.certNames;
+
+  const candidates: Candidate[] = [];
+  for (const c of connectors) {
+    const cand = candidate(c, domain, ip, certNames);
+    if (cand) candidates.push(cand);
+  }
+
+  // Rule 1: an onPremises connector that applies by IP or certificate wins.
+  const onPrem = candidates.filter((c) => c.connector.connectorType === 'onPremises' && (c.byCertificate || c.range));
+  let chosen: Candidate | null = null;
+  let mayRelay = false;
+  if (onPrem.length) {
+    chosen = onPrem.sort(moreSpecific)[0]!;
+    mayRelay = true;
+    trace.push(`rule 1: onPremises connector "${chosen.connector.name}" applies by ${describe(chosen).identifiedBy} (${describe(chosen).matched})`);
+  } else {
+    // Rule 2: the most specific applicable partner connector.
+    const partners = candidates.filter((c) => c.connector.connectorType === 'partner').sort(moreSpecific);
+    chosen = partners[0] ?? null;
+    if (chosen) trace.push(`rule 2: partner connector "${chosen.connector.name}" applies by ${describe(chosen).identifiedBy} (${describe(chosen).matched})`);
+    else trace.push('rule 2: no connector applies; the transaction is unattributed');
+  }
+
+  // Rule 3: restricting partner connectors claim their sender domains (not for rule 1 winners).
+  // The claim is met when the transaction satisfies at least one claimant; when none is met,
+  // the most specific claimant refuses.
+  let claimRefusal: Refusal | null = null;
+  let claimAudits: Refusal[] = [];
+  const claimants: InboundConnector[] = [];
+  if (!mayRelay) {
+    const byDomain = connectors
+      .filter((c) => c.enabled && c.connectorType === 'partner' && (c.restrictDomainsToIPAddresses || c.restrictDomainsToCertificate))
+      .map((c) => ({ c, score: bestDomainMatch(c.senderDomains, domain) }))
+      .filter((x) => x.score >= 0)
+      .sort((a, b) => b.score - a.score);
+    for (const { c } of byDomain) claimants.push(c);
+    const failures: Refusal[] = [];
+    let met = false;
+    for (const c of claimants) {
+      if (c.restrictDomainsToIPAddresses && !(ip && smallestContainingRange(c.senderIPAddresses, ip))) {
+        failures.push({ rule: 'claim-ip', connector: c.name, reply: replies.ipNotAllowed(c.name) });
+      } else if (c.restrictDomainsToCertificate && !certificateCarries(c, certNames)) {
+        failures.push({ rule: 'claim-certificate', connector: c.name, reply: replies.certificateRequired(c.name) });
+      } else {
+        met = true;
+        trace.push(`rule 3: claim of connector "${c.name}" is met`);
+      }
+    }
+    if (!met && failures.length) {
+      const enforcing = failures.filter((f) => modeOf(connectors, f.connector) === 'enforce');
+      claimRefusal = enforcing[0] ?? null;
+      claimAudits = enforcing.length ? [] : failures;
+      for (const f of failures) trace.push(`rule 3: connector "${f.connector}" claims the sender domain: ${f.reply.text}`);
+    }
+  }
+
+  // Rule 4: TLS first.
+  let refusal: Refusal | null = null;
+  if (!facts.tls) {
+    const needTls = [chosen?.connector, ...claimants].filter(
+      (c): c is InboundConnector => !!c && (c.requireTls || c.restrictDomainsToCertificate),
+    );
+    const unique = [...new Set(needTls)];
+    if (unique.length) {
+      const enforcing = unique.filter((c) => c.mode === 'enforce');
+      const tlsRefusals = unique.map((c) => ({ rule: 'tls-required' as const, connector: c.name, reply: replies.tlsRequired() }));
+      trace.push(`rule 4: TLS required by connector "${unique[0]!.name}" and the session is not TLS`);
+      if (enforcing.length) refusal = tlsRefusals.find((r) => r.connector === enforcing[0]!.name)!;
+      else audits.push(...tlsRefusals);
+    }
+  }
+  if (!refusal) {
+    refusal = claimRefusal;
+    audits.push(...claimAudits);
+  }
+
+  const d = chosen ? describe(chosen) : null;
+  return {
+    attribution: {
+      connector: chosen?.connector ?? null,
+      identifiedBy: d?.identifiedBy ?? null,
+      matched: d?.matched ?? null,
+      mayRelay,
+    },
+    refusal,
+    audits,
+    trace,
+  };
+}
+
+function modeOf(connectors: readonly InboundConnector[], name: string | null): 'enforce' | 'audit' {
+  return connectors.find((c) => c.name === name)?.mode ?? 'enforce';
+}
+
+export interface RecipientDecision {
+  refusal: Refusal | null;
+  domain: string;
+  accepted: AcceptedDomain | null;
+  route: Route | null;
+}
+
+// Sender-specified routing in a local part: user%host, host!user, "user@host", source routes.
+const ROUTING_IN_LOCAL_PART = /[%!@]/;
+
+/** SPEC §3 RCPT TO checks: open-relay prevention and routability of accepted domains. */
+export function evaluateRecipient(policy: Policy, attribution: Attribution, recipient: string): RecipientDecision {
+  const at = recipient.lastIndexOf('@');
+  if (at <= 0 || at === recipient.length - 1) {
+    return { refusal: { rule: 'recipient-syntax', connector: null, reply: replies.badRecipientSyntax() }, domain: '', accepted: null, route: null };
+  }
+  const local = recipient.slice(0, at);
+  const domain = domainOf(recipient);
+  const accepted = domain.startsWith('[') ? null : acceptedDomainFor(policy.acceptedDomains, domain);
+  const connectorName = attribution.connector?.name ?? null;
+  const relayDenied = { rule: 'relay' as const, connector: connectorName, reply: replies.relayDenied() };
+  if (!attribution.mayRelay) {
+    if (!accepted || ROUTING_IN_LOCAL_PART.test(local)) {
+      return { refusal: relayDenied, domain, accepted, route: null };
+    }
+  }
+  const route = routeDomain(policy, domain);
+  if (accepted && route.kind === 'mx') {
+    // An accepted domain's MX points at the gateway itself: without a connector there is no route.
+    return { refusal: { rule: 'no-route', connector: connectorName, reply: replies.noRoute(domain) }, domain, accepted, route: null };
+  }
+  return { refusal: null, domain, accepted, route };
+}

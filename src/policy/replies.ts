@@ -1,0 +1,41 @@
+// The reply table of SPEC §3, written once. Every SMTP refusal the gateway makes comes from here.
+
+export interface Reply {
+  code: number;
+  enhanced: string;
+  text: string;
+}
+
+export const replies = {
+  tlsRequired: (): Reply => ({ code: 530, enhanced: '5.7.0', text: 'Must issue a STARTTLS command first' }),
+  ipNotAllowed: (connector: string): Reply => ({
+    code: 550,
+    enhanced: '5.7.51',
+    text: `TenantInboundAttribution; sender IP not allowed by connector ${connector}`,
+  }),
+  certificateRequired: (connector: string): Reply => ({
+    code: 550,
+    enhanced: '5.7.51',
+    text: `TenantInboundAttribution; certificate required by connector ${connector}`,
+  }),
+  relayDenied: (): Reply => ({ code: 550, enhanced: '5.7.64', text: 'TenantAttribution; Relay Access Denied' }),
+  noRoute: (domain: string): Reply => ({ code: 451, enhanced: '4.4.0', text: `No route to ${domain}` }),
+  throttled: (): Reply => ({ code: 451, enhanced: '4.7.500', text: 'Server busy, try again later' }),
+  tooBig: (): Reply => ({ code: 552, enhanced: '5.3.4', text: 'Message size exceeds fixed maximum message size' }),
+  tooManyRecipients: (): Reply => ({ code: 452, enhanced: '4.5.3', text: 'Too many recipients' }),
+  bareLineFeed: (what: 'LF' | 'CR'): Reply => ({
+    code: 550,
+    enhanced: '5.6.11',
+    text: what === 'LF' ? 'Bare line feed not allowed' : 'Bare line feed not allowed (bare carriage return found)',
+  }),
+  hopCountExceeded: (): Reply => ({ code: 554, enhanced: '5.4.6', text: 'Hop count exceeded - possible mail loop' }),
+  unknownRecipient: (): Reply => ({ code: 550, enhanced: '5.4.1', text: 'Recipient address rejected: Access denied' }),
+  badRecipientSyntax: (): Reply => ({ code: 501, enhanced: '5.1.3', text: 'Bad recipient address syntax' }),
+  queued: (id: string): Reply => ({ code: 250, enhanced: '2.6.0', text: `Queued as ${id}` }),
+  localError: (): Reply => ({ code: 451, enhanced: '4.3.0', text: 'Local error in processing, try again later' }),
+  shuttingDown: (): Reply => ({ code: 421, enhanced: '4.3.2', text: 'Service shutting down, try again later' }),
+} as const;
+
+export function formatReply(r: Reply): string {
+  return `${r.code} ${r.enhanced} ${r.text}`;
+}

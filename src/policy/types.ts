@@ -1,0 +1,88 @@
+// The policy as the engine sees it: plain, validated, compiled data (no I/O, no YAML).
+import type { DomainPattern, IpRange } from './match.js';
+
+export type ConnectorType = 'partner' | 'onPremises';
+export type TlsSettings = null | 'encryptionOnly' | 'certificateValidation' | 'domainValidation';
+
+export interface InboundConnector {
+  name: string;
+  connectorType: ConnectorType;
+  enabled: boolean;
+  senderDomains: DomainPattern[];
+  senderIPAddresses: IpRange[];
+  restrictDomainsToIPAddresses: boolean;
+  requireTls: boolean;
+  restrictDomainsToCertificate: boolean;
+  tlsSenderCertificateName: DomainPattern | null;
+  maxMessagesPerMinute: number | null;
+  mode: 'enforce' | 'audit';
+  comment: string;
+}
+
+export interface SmartHost {
+  host: string; // a name or an IP literal (without brackets)
+  port: number;
+  literal: boolean; // "[ip]" form: no MX lookup
+  text: string;
+}
+
+export interface OutboundConnector {
+  name: string;
+  connectorType: ConnectorType;
+  enabled: boolean;
+  recipientDomains: DomainPattern[];
+  allAcceptedDomains: boolean;
+  useMXRecord: boolean;
+  smartHosts: SmartHost[];
+  tlsSettings: TlsSettings;
+  tlsDomain: DomainPattern | null;
+  tlsCertificateAuthorities: string | null;
+  comment: string;
+}
+
+export interface AcceptedDomain {
+  pattern: DomainPattern;
+  domainType: 'authoritative' | 'internalRelay';
+  recipientVerification: 'none' | 'callout';
+}
+
+export interface ListenerSettings {
+  name: string;
+  address: string;
+  port: number;
+  proxyProtocol: IpRange[] | false;
+  implicitTls: boolean;
+}
+
+export interface GatewaySettings {
+  hostname: string;
+  listeners: ListenerSettings[];
+  tls: {
+    certificate: string;
+    key: string;
+    clientCertificateAuthorities: string | null;
+    minVersion: 'TLSv1.2' | 'TLSv1.3';
+  };
+  queue: {
+    directory: string;
+    retryIntervals: number[]; // ms
+    messageExpiration: number; // ms
+    delayNotification: number; // ms, 0 = never
+  };
+  limits: {
+    maxMessageSize: number; // bytes
+    maxRecipientsPerMessage: number;
+    maxConnectionsPerIp: number;
+    maxMessagesPerMinutePerIp: number;
+  };
+  dns: { servers: string[] };
+  admin: { address: string; port: number } | null;
+  log: { level: string };
+}
+
+export interface Policy {
+  gateway: GatewaySettings;
+  acceptedDomains: AcceptedDomain[];
+  inboundConnectors: InboundConnector[];
+  outboundConnectors: OutboundConnector[];
+}

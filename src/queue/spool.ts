@@ -1,0 +1,185 @@
+// The durable spool (SPEC §5). One message = <id>.eml (content) + <id>.json (envelope and state).
+// The envelope file is the commit point: it is written to a temporary name, fsynced, renamed into
+// place and the directory fsynced, after the content file is fsynced. A .eml without .json is an
+// interrupted receipt: never acknowledged, so removed at recovery.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export type RecipientStatus = 'pending' | 'delivered' | 'failed';
+
+export interface QueuedRecipient {
+  address: string;
+  status: RecipientStatus;
+  /** Outbound connector chosen at RCPT time (informational; routing is re-evaluated at delivery). */
+  connector: string | null;
+  attempts: number;
+  lastResult?: string;
+}
+
+export interface Envelope {
+  version: 1;
+  id: string;
+  receivedAt: string;
+  sender: string; // "" = null sender
+  recipients: QueuedRecipient[];
+  size: number;
+  bodyType: '7bit' | '8bitmime';
+  smtpUtf8: boolean;
+  client: { ip: string; helo: string; sessionId: string; connector: string | null; tls: string | null };
+  nextAttemptAt?: string;
+  delayNotified?: boolean;
+}
+
+const ID_RE = /^[0-9A-Z]{10,32}$/;
+
+export function isQueueId(id: string): boolean {
+  return ID_RE.test(id);
+}
+
+/** Time-ordered, unique queue ids: 9 base-36 characters of milliseconds + 10 hex characters. */
+export function newQueueId(): string {
+  return Date.now().toString(36).toUpperCase().padStart(9, '0') + randomBytes(5).toString('hex').toUpperCase();
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const h = await fsp.open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export class MessageWriter {
+  private bytes = 0;
+  private closed = false;
+  constructor(
+    readonly spool: Spool,
+    readonly id: string,
+    private readonly handle: fsp.FileHandle,
+  ) {}
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  async write(buf: Buffer): Promise<void> {
+    if (!buf.length) return;
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await this.handle.write(buf, off, buf.length - off);
+      off += bytesWritten;
+    }
+    this.bytes += buf.length;
+  }
+
+  /** Makes the message durable; only after this resolves may the gateway answer 250. */
+  async commit(envelope: Omit<Envelope, 'id' | 'size' | 'version'>): Promise<Envelope> {
+    await this.handle.sync();
+    await this.handle.close();
+    this.closed = true;
+    const env: Envelope = { version: 1, id: this.id, size: this.bytes, ...envelope };
+    await this.spool.writeEnvelope(env, false);
+    await fsyncDir(this.spool.dir);
+    return env;
+  }
+
+  async abort(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.handle.close().catch(() => {});
+    }
+    await fsp.unlink(this.spool.contentPath(this.id)).catch(() => {});
+  }
+}
+
+export class Spool {
+  constructor(readonly dir: string) {}
+
+  contentPath(id: string): string {
+    return path.join(this.dir, `${id}.eml`);
+  }
+  envelopePath(id: string): string {
+    return path.join(this.dir, `${id}.json`);
+  }
+
+  /** Creates the directory and removes what an interrupted receipt left. Returns queued ids. */
+  async recover(): Promise<{ ids: string[]; removed: string[] }> {
+    await fsp.mkdir(this.dir, { recursive: true });
+    const names = await fsp.readdir(this.dir);
+    const envelopes = new Set(names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)));
+    const removed: string[] = [];
+    for (const n of names) {
+      const orphan = n.endsWith('.eml') && !envelopes.has(n.slice(0, -4));
+      if (orphan || n.endsWith('.tmp')) {
+        await fsp.unlink(path.join(this.dir, n)).catch(() => {});
+        removed.push(n);
+      }
+    }
+    for (const id of envelopes) {
+      if (!names.includes(`${id}.eml`)) {
+        // An envelope without content cannot be delivered; keep it visible rather than drop it.
+        removed.push(`${id}.json (content missing, moved aside)`);
+        await fsp.rename(this.envelopePath(id), path.join(this.dir, `${id}.json.corrupt`)).catch(() => {});
+        envelopes.delete(id);
+      }
+    }
+    return { ids: [...envelopes].sort(), removed };
+  }
+
+  async create(): Promise<MessageWriter> {
+    const id = newQueueId();
+    const handle = await fsp.open(this.contentPath(id), 'wx', 0o640);
+    return new MessageWriter(this, id, handle);
+  }
+
+  /** Atomically replaces the envelope (temp file, fsync, rename). */
+  async writeEnvelope(env: Envelope, syncDir = true): Promise<void> {
+    const tmp = `${this.envelopePath(env.id)}.${randomBytes(3).toString('hex')}.tmp`;
+    const h = await fsp.open(tmp, 'wx', 0o640);
+    try {
+      await h.writeFile(JSON.stringify(env, null, 1));
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    await fsp.rename(tmp, this.envelopePath(env.id));
+    if (syncDir) await fsyncDir(this.dir);
+  }
+
+  async readEnvelope(id: string): Promise<Envelope> {
+    return JSON.parse(await fsp.readFile(this.envelopePath(id), 'utf8')) as Envelope;
+  }
+
+  contentStream(id: string): fs.ReadStream {
+    return fs.createReadStream(this.contentPath(id));
+  }
+
+  async list(): Promise<Envelope[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const out: Envelope[] = [];
+    for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
+      try {
+        out.push(await this.readEnvelope(n.slice(0, -5)));
+      } catch {
+        // removed between readdir and read (delivered meanwhile)
+      }
+    }
+    return out;
+  }
+
+  /** Removes a message: envelope first, so that a crash in between leaves only an orphan .eml. */
+  async remove(id: string): Promise<void> {
+    await fsp.unlink(this.envelopePath(id));
+    await fsp.unlink(this.contentPath(id)).catch(() => {});
+    await fsyncDir(this.dir);
+  }
+}

@@ -1,0 +1,144 @@
+// The DATA path of SPEC §3 as a streaming transform: bare CR/LF detection, hop counting,
+// removal of X-Gateway-* headers that arrive from outside, and our own headers prepended.
+// It decides nothing by itself; the caller reads `verdict()` at the end.
+
+export const MAX_RECEIVED = 30;
+
+const CR = 13;
+const LF = 10;
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+export type ScanVerdict = { ok: true } | { ok: false; problem: 'bare-LF' | 'bare-CR' | 'hop-count' };
+
+export class MessageScanner {
+  private inHeaders = true;
+  private headerChunks: Buffer[] = [];
+  private headerLength = 0;
+  private prevWasCR = false;
+  private bare: 'bare-LF' | 'bare-CR' | null = null;
+  receivedCount = 0;
+  strippedHeaders = 0;
+
+  /** @param prepend header lines (each ending in CRLF) written before the message's own headers. */
+  constructor(private readonly prepend: string) {}
+
+  /** Feeds a chunk of (dot-unstuffed) DATA; returns what to write to the spool. */
+  push(chunk: Buffer): Buffer[] {
+    this.scanLineEnds(chunk);
+    if (!this.inHeaders) return [chunk];
+    this.headerChunks.push(chunk);
+    this.headerLength += chunk.length;
+    const all = this.headerChunks.length === 1 ? chunk : Buffer.concat(this.headerChunks, this.headerLength);
+    this.headerChunks = [all];
+    // Search a little before the new chunk, since the separator may straddle chunks.
+    const from = Math.max(0, this.headerLength - chunk.length - 3);
+    const end = all.indexOf(HEADER_END, from);
+    if (end < 0) return [];
+    this.inHeaders = false;
+    this.headerChunks = [];
+    return [this.rewriteHeaders(all.subarray(0, end + 2)), all.subarray(end + 2)];
+  }
+
+  /** Flushes what remains at end of DATA. */
+  end(): Buffer[] {
+    if (this.prevWasCR) this.bare ??= 'bare-CR';
+    if (!this.inHeaders) return [];
+    this.inHeaders = false;
+    // A message of headers only (no empty line).
+    const all = Buffer.concat(this.headerChunks, this.headerLength);
+    this.headerChunks = [];
+    return [this.rewriteHeaders(all)];
+  }
+
+  verdict(): ScanVerdict {
+    if (this.bare) return { ok: false, problem: this.bare };
+    if (this.receivedCount > MAX_RECEIVED) return { ok: false, problem: 'hop-count' };
+    return { ok: true };
+  }
+
+  private scanLineEnds(chunk: Buffer): void {
+    if (this.bare) return;
+    if (this.prevWasCR && chunk.length && chunk[0] !== LF) {
+      this.bare = 'bare-CR';
+      return;
+    }
+    let i = chunk.indexOf(LF);
+    while (i >= 0) {
+      const before = i > 0 ? chunk[i - 1] : this.prevWasCR ? CR : -1;
+      if (before !== CR) {
+        this.bare = 'bare-LF';
+        return;
+      }
+      i = chunk.indexOf(LF, i + 1);
+    }
+    i = chunk.indexOf(CR);
+    while (i >= 0 && i < chunk.length - 1) {
+      if (chunk[i + 1] !== LF) {
+        this.bare = 'bare-CR';
+        return;
+      }
+      i = chunk.indexOf(CR, i + 1);
+    }
+    this.prevWasCR = chunk.length > 0 && chunk[chunk.length - 1] === CR;
+  }
+
+  /** `block` ends with CRLF (or is the whole message when it has no body). */
+  private rewriteHeaders(block: Buffer): Buffer {
+    // latin1 keeps every byte as it is (8-bit headers pass through untouched).
+    const lines = block.toString('latin1').split('\r\n');
+    const kept: string[] = [];
+    let dropping = false;
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!;
+      if (i === lines.length - 1 && line === '') break; // after the final CRLF
+      const continuation = line.startsWith(' ') || line.startsWith('\t');
+      if (!continuation) {
+        dropping = /^x-gateway-[^:]*:/i.test(line);
+        if (dropping) this.strippedHeaders++;
+        if (/^received\s*:/i.test(line)) this.receivedCount++;
+      }
+      if (!dropping) kept.push(line);
+    }
+    const body = kept.length ? kept.join('\r\n') + (block.toString('latin1').endsWith('\r\n') ? '\r\n' : '') : '';
+    return Buffer.concat([Buffer.from(this.prepend, 'latin1'), Buffer.from(body, 'latin1')]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const p2 = (n: number) => String(n).padStart(2, '0');
+
+/** RFC 5322 date-time in UTC: "Mon, 23 Nov 2026 20:15:36 +0000". */
+export function rfc5322Date(d = new Date()): string {
+  return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:${p2(d.getUTCSeconds())} +0000`;
+}
+
+export interface TraceInfo {
+  helo: string;
+  rdns: string | null;
+  ip: string;
+  hostname: string;
+  queueId: string;
+  tls: { version: string; cipher: string } | null;
+  connector: string | null;
+  date?: Date;
+}
+
+/** Strips what must not reach a header (CR, LF, other controls, parentheses that would break the comment). */
+const clean = (s: string) => s.replace(/[\x00-\x1f\x7f()]/g, '').slice(0, 255);
+
+/** The Received: and X-Gateway-Connector: headers of SPEC §3. */
+export function traceHeaders(t: TraceInfo): string {
+  const proto = t.tls ? 'ESMTPS' : 'ESMTP';
+  const tls = t.tls ? `\r\n\t(using ${clean(t.tls.version)} with cipher ${clean(t.tls.cipher)})` : '';
+  const helo = clean(t.helo) || 'unknown';
+  const rdns = t.rdns ? clean(t.rdns) : 'unknown';
+  return (
+    `Received: from ${helo} (${rdns} [${t.ip}])${tls}\r\n` +
+    `\tby ${t.hostname} with ${proto} id ${t.queueId};\r\n` +
+    `\t${rfc5322Date(t.date)}\r\n` +
+    `X-Gateway-Connector: ${t.connector === null ? 'none' : clean(t.connector)}\r\n`
+  );
+}

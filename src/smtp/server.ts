@@ -1,0 +1,380 @@
+// The SMTP listener: smtp-server wiring. Each hook gathers facts (IP, TLS, certificate names,
+// sender), asks the pure policy engine, and performs its decision. No policy logic lives here.
+import fs from 'node:fs';
+import tls from 'node:tls';
+import net from 'node:net';
+import { constants as cryptoConstants } from 'node:crypto';
+import { Resolver } from 'node:dns';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { evaluateRecipient, evaluateSender, type InboundRule, type Refusal, type SenderDecision } from '../policy/inbound.js';
+import { replies, type Reply } from '../policy/replies.js';
+import type { ListenerSettings, Policy } from '../policy/types.js';
+import { certificateNames } from '../tls/names.js';
+import type { Logger } from '../observe/log.js';
+import type { Envelope, Spool } from '../queue/spool.js';
+import { MessageScanner, traceHeaders } from './message.js';
+
+// smtp-server derives an enhanced status code from the reply code alone (550 → 5.1.1), which
+// would contradict the codes of SPEC §3. Our replies carry their own code in the text; for those
+// we suppress the derived one, and give the size refusal the wording of SPEC §3.
+const ENHANCED_IN_TEXT = /^[245]\.\d{1,3}\.\d{1,3} /;
+{
+  const proto = SMTPConnection.prototype as unknown as { send: (code: number, data: unknown, context?: unknown) => void; __gwPatched?: boolean };
+  if (!proto.__gwPatched) {
+    const original = proto.send;
+    proto.send = function (this: unknown, code: number, data: unknown, context?: unknown) {
+      if (code === 552 && context === 'MESSAGE_TOO_BIG') {
+        const r = replies.tooBig();
+        return original.call(this, code, `${r.enhanced} ${r.text}`, false);
+      }
+      if (typeof data === 'string' && ENHANCED_IN_TEXT.test(data)) return original.call(this, code, data, false);
+      return original.call(this, code, data, context);
+    };
+    proto.__gwPatched = true;
+  }
+}
+
+/** The error object smtp-server turns into a reply. */
+export function smtpError(r: Reply): Error & { responseCode: number } {
+  return Object.assign(new Error(`${r.enhanced} ${r.text}`), { responseCode: r.code });
+}
+
+const MODERN_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+interface Transaction {
+  decision: SenderDecision;
+  recipients: Map<string, string | null>; // address → outbound connector name (null = MX)
+}
+
+interface SessionState {
+  policy: Policy;
+  tls: { version: string; cipher: string } | null;
+  certNames: string[];
+  certSubject: string | null;
+  txn: Transaction | null;
+  log: Logger;
+}
+
+export interface QueuedEvent {
+  envelope: Envelope;
+}
+
+export interface GatewayDeps {
+  getPolicy: () => Policy;
+  spool: Spool;
+  log: Logger;
+  /** Called after a message is durable and acknowledged: the seam to delivery. */
+  onQueued?: (env: Envelope) => void;
+}
+
+interface TlsMaterial {
+  key: string;
+  cert: string;
+  ca: string[];
+}
+
+export function readTlsMaterial(policy: Policy): TlsMaterial {
+  const t = policy.gateway.tls;
+  const extra = t.clientCertificateAuthorities ? [fs.readFileSync(t.clientCertificateAuthorities, 'utf8')] : [];
+  return { key: fs.readFileSync(t.key, 'utf8'), cert: fs.readFileSync(t.certificate, 'utf8'), ca: [...tls.rootCertificates, ...extra] };
+}
+
+const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
+
+export class GatewayServer {
+  private servers: Array<{ listener: ListenerSettings; server: SMTPServer; port: number }> = [];
+  private states = new WeakMap<SMTPServerSession, SessionState>();
+  private connectionsPerIp = new Map<string, number>();
+  private resolver: Resolver;
+
+  constructor(private readonly deps: GatewayDeps) {
+    this.resolver = this.makeResolver(deps.getPolicy());
+  }
+
+  private makeResolver(policy: Policy): Resolver {
+    const r = new Resolver({ timeout: 1000, tries: 1 });
+    if (policy.gateway.dns.servers.length) r.setServers(policy.gateway.dns.servers);
+    return r;
+  }
+
+  get ports(): Array<{ name: string; address: string; port: number }> {
+    return this.servers.map((s) => ({ name: s.listener.name, address: s.listener.address, port: s.port }));
+  }
+
+  async start(): Promise<void> {
+    const policy = this.deps.getPolicy();
+    const material = readTlsMaterial(policy);
+    for (const listener of policy.gateway.listeners) {
+      const server = new SMTPServer(this.options(policy, listener, material));
+      server.on('error', (err) => this.deps.log.error({ event: 'listener-error', listener: listener.name, err: err.message }, 'listener error'));
+      const port = await new Promise<number>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.server.once('error', onError);
+        server.listen(listener.port, listener.address, () => {
+          server.server.off('error', onError);
+          resolve((server.server.address() as net.AddressInfo).port);
+        });
+      });
+      this.servers.push({ listener, server, port });
+      this.deps.log.info({ event: 'listening', listener: listener.name, address: listener.address, port, implicitTls: listener.implicitTls }, `listening on ${listener.address}:${port}`);
+    }
+  }
+
+  /** Stops accepting; sessions in progress get up to `graceMs` to finish. */
+  async stop(graceMs = 10_000): Promise<void> {
+    await Promise.all(
+      this.servers.map(
+        ({ server }) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              for (const c of (server as unknown as { connections: Set<{ close: () => void }> }).connections ?? []) c.close();
+              resolve();
+            }, graceMs);
+            server.close(() => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
+    this.servers = [];
+  }
+
+  private options(policy: Policy, listener: ListenerSettings, material: TlsMaterial): SMTPServerOptions {
+    const g = policy.gateway;
+    return {
+      name: g.hostname,
+      banner: 'connector-gateway',
+      secure: listener.implicitTls,
+      key: material.key,
+      cert: material.cert,
+      ca: material.ca,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: g.tls.minVersion,
+      ciphers: MODERN_CIPHERS,
+      honorCipherOrder: true,
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+      size: g.limits.maxMessageSize,
+      authOptional: true,
+      disabledCommands: ['AUTH'],
+      hideENHANCEDSTATUSCODES: false,
+      hidePIPELINING: false,
+      hide8BITMIME: false,
+      hideSMTPUTF8: false,
+      socketTimeout: 120_000,
+      closeTimeout: 30_000,
+      logger: false,
+      resolver: {
+        reverse: (ip: string, cb: (err: Error | null, names?: string[]) => void) => {
+          if (isLoopback(ip)) return cb(null, ['localhost']);
+          this.resolver.reverse(ip, (err, names) => cb(err, names));
+        },
+      },
+      onConnect: (session, cb) => this.onConnect(session, cb),
+      onSecure: (socket, session, cb) => this.onSecure(socket as tls.TLSSocket, session, cb),
+      onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
+      onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => {
+        this.onData(stream, session, cb).catch((err) => {
+          this.state(session).log.error({ event: 'data-error', err: (err as Error).message }, 'unexpected error in DATA');
+          cb(smtpError(replies.localError()));
+        });
+      },
+      onClose: (session) => this.onClose(session),
+    } as SMTPServerOptions;
+  }
+
+  private state(session: SMTPServerSession): SessionState {
+    let st = this.states.get(session);
+    if (!st) {
+      // The policy in force when the session started stays in force for the whole session.
+      st = {
+        policy: this.deps.getPolicy(),
+        tls: null,
+        certNames: [],
+        certSubject: null,
+        txn: null,
+        log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }),
+      };
+      this.states.set(session, st);
+    }
+    return st;
+  }
+
+  private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const st = this.state(session);
+    const ip = session.remoteAddress;
+    const n = (this.connectionsPerIp.get(ip) ?? 0) + 1;
+    this.connectionsPerIp.set(ip, n);
+    (session as unknown as { counted?: boolean }).counted = true;
+    st.log.info({ event: 'connect', port: session.localPort, rdns: session.clientHostname || null }, 'connect');
+    if (n > st.policy.gateway.limits.maxConnectionsPerIp) {
+      const r = replies.throttled();
+      st.log.warn({ event: 'refusal', rule: 'throttle-connections', reply: `${r.code} ${r.enhanced}`, connections: n }, 'too many connections from this IP');
+      return cb(smtpError(r));
+    }
+    cb();
+  }
+
+  private onClose(session: SMTPServerSession): void {
+    if (!(session as unknown as { counted?: boolean }).counted) return;
+    const ip = session.remoteAddress;
+    const n = (this.connectionsPerIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.connectionsPerIp.delete(ip);
+    else this.connectionsPerIp.set(ip, n);
+  }
+
+  private onSecure(socket: tls.TLSSocket, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const st = this.state(session);
+    const cipher = socket.getCipher();
+    st.tls = { version: socket.getProtocol() ?? 'unknown', cipher: cipher?.standardName ?? cipher?.name ?? 'unknown' };
+    const peer = socket.getPeerCertificate();
+    const presented = !!peer && Object.keys(peer).length > 0;
+    // Only a certificate that chains to a trusted root has names (SPEC §3).
+    st.certNames = socket.authorized ? certificateNames(peer) : [];
+    st.certSubject = presented ? (peer.subject?.CN ? String(peer.subject.CN) : JSON.stringify(peer.subject)) : null;
+    st.log.info(
+      {
+        event: 'tls',
+        version: st.tls.version,
+        cipher: st.tls.cipher,
+        clientCertificate: presented ? { subject: st.certSubject, verified: socket.authorized, names: st.certNames, error: socket.authorized ? undefined : String(socket.authorizationError) } : null,
+      },
+      'tls established',
+    );
+    cb();
+  }
+
+  private refuse(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): Error {
+    const r = refusal.reply;
+    st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: `${r.code} ${r.enhanced} ${r.text}`, ...extra }, 'refused');
+    return smtpError(r);
+  }
+
+  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const st = this.state(session);
+    st.txn = null;
+    const sender = address.address ?? '';
+    const decision = evaluateSender(st.policy.inboundConnectors, {
+      ip: session.remoteAddress,
+      tls: st.tls !== null,
+      certNames: st.certNames,
+      sender,
+    });
+    const a = decision.attribution;
+    const attribution = { connector: a.connector?.name ?? null, identifiedBy: a.identifiedBy, matched: a.matched, mayRelay: a.mayRelay };
+    for (const audit of decision.audits) {
+      st.log.warn({ event: 'audit', rule: audit.rule, connector: audit.connector, wouldReply: `${audit.reply.code} ${audit.reply.enhanced} ${audit.reply.text}`, sender }, 'audit mode: would have refused');
+    }
+    if (decision.refusal) return cb(this.refuse(st, decision.refusal, { sender, attribution }));
+    st.log.info({ event: 'attribution', sender, ...attribution, trace: decision.trace }, 'sender accepted');
+    st.txn = { decision, recipients: new Map() };
+    cb();
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const st = this.state(session);
+    const txn = st.txn;
+    if (!txn) return cb(smtpError({ code: 503, enhanced: '5.5.1', text: 'Error: need MAIL command' }));
+    const recipient = address.address ?? '';
+    if (session.envelope.rcptTo.length >= st.policy.gateway.limits.maxRecipientsPerMessage) {
+      return cb(this.refuse(st, { rule: 'recipient-limit', connector: null, reply: replies.tooManyRecipients() }, { recipient }));
+    }
+    const d = evaluateRecipient(st.policy, txn.decision.attribution, recipient);
+    if (d.refusal) return cb(this.refuse(st, d.refusal, { recipient, connector: txn.decision.attribution.connector?.name ?? null }));
+    const route = d.route!;
+    txn.recipients.set(recipient, route.kind === 'connector' ? route.connector.name : null);
+    st.log.info({ event: 'recipient', recipient, accepted: d.accepted?.pattern.text ?? null, route: route.kind === 'connector' ? route.connector.name : 'mx' }, 'recipient accepted');
+    cb();
+  }
+
+  private async onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+    const st = this.state(session);
+    const txn = st.txn!;
+    let writer: Awaited<ReturnType<Spool['create']>> | null = null;
+    let writeError: Error | null = null;
+    try {
+      writer = await this.deps.spool.create();
+    } catch (e) {
+      writeError = e as Error;
+    }
+    const connector = txn.decision.attribution.connector?.name ?? null;
+    const scanner = new MessageScanner(
+      traceHeaders({
+        helo: session.hostNameAppearsAs || '',
+        rdns: session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : null,
+        ip: session.remoteAddress,
+        hostname: st.policy.gateway.hostname,
+        queueId: writer?.id ?? 'unknown',
+        tls: st.tls,
+        connector,
+      }),
+    );
+    // Always drain the stream, whatever happens to the spool file.
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      const out = scanner.push(chunk);
+      if (writer && !writeError) {
+        try {
+          for (const b of out) await writer.write(b);
+        } catch (e) {
+          writeError = e as Error;
+        }
+      }
+    }
+    const tail = scanner.end();
+    if (writer && !writeError) {
+      try {
+        for (const b of tail) await writer.write(b);
+      } catch (e) {
+        writeError = e as Error;
+      }
+    }
+
+    const verdict = scanner.verdict();
+    let refusal: Reply | null = null;
+    let rule: InboundRule = 'size';
+    if (stream.sizeExceeded) [refusal, rule] = [replies.tooBig(), 'size'];
+    else if (!verdict.ok && verdict.problem === 'bare-LF') [refusal, rule] = [replies.bareLineFeed('LF'), 'bare-lf'];
+    else if (!verdict.ok && verdict.problem === 'bare-CR') [refusal, rule] = [replies.bareLineFeed('CR'), 'bare-cr'];
+    else if (!verdict.ok && verdict.problem === 'hop-count') [refusal, rule] = [replies.hopCountExceeded(), 'hop-count'];
+    if (refusal) {
+      await writer?.abort();
+      return cb(this.refuse(st, { rule, connector, reply: refusal }, { size: stream.byteLength, received: scanner.receivedCount }));
+    }
+
+    let env: Envelope | null = null;
+    if (writer && !writeError) {
+      try {
+        env = await writer.commit({
+          receivedAt: new Date().toISOString(),
+          sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending', connector: txn.recipients.get(r.address) ?? null, attempts: 0 })),
+          bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
+          smtpUtf8: !!session.envelope.smtpUtf8,
+          client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sessionId: session.id, connector, tls: st.tls ? st.tls.version : null },
+        });
+      } catch (e) {
+        writeError = e as Error;
+      }
+    }
+    if (!env) {
+      await writer?.abort();
+      const r = replies.localError();
+      st.log.error({ event: 'refusal', rule: 'spool', reply: `${r.code} ${r.enhanced} ${r.text}`, err: writeError?.message }, 'could not spool the message');
+      return cb(smtpError(r));
+    }
+    const r = replies.queued(env.id);
+    st.log.info({ event: 'queued', qid: env.id, size: env.size, sender: env.sender, recipients: env.recipients.map((x) => x.address), connector, stripped: scanner.strippedHeaders }, 'queued');
+    cb(null, `${r.enhanced} ${r.text}`);
+    this.deps.onQueued?.(env);
+  }
+}

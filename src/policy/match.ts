@@ -24,7 +24,7 @@ export function isValidDomainName(name: string): boolean {
 /** Parses a policy domain pattern; returns an error string when it is not one. */
 export function parseDomainPattern(text: string): DomainPattern | string {
   const t = normalizeDomain(text);
-  if (t === '*') return { kind: 'any', text };
+  if (t === '*') return text.trim() === '*' ? { kind: 'any', text } : `"${text}" is not a valid pattern: write "*" alone`;
   if (t.startsWith('*.')) {
     const rest = t.slice(2);
     if (!isValidDomainName(rest) || rest.includes('*')) return `"${text}" is not a valid wildcard: use "*.example.com"`;

@@ -1,0 +1,110 @@
+// Runs the real gateway (the built CLI) as a child process on a policy written by the test.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const CLI = path.join(ROOT, 'dist/cli/main.js');
+
+export function tmpDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `cg-${prefix}-`));
+}
+
+export interface LogEvent {
+  event?: string;
+  [k: string]: unknown;
+}
+
+export class RunningGateway {
+  logs: LogEvent[] = [];
+  stderr = '';
+  ports: Record<string, number> = {};
+  exited: Promise<number | null>;
+  private waiters: Array<{ pred: (e: LogEvent) => boolean; resolve: (e: LogEvent) => void }> = [];
+
+  constructor(
+    readonly proc: ChildProcess,
+    readonly configFile: string,
+  ) {
+    let buf = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const e = JSON.parse(line) as LogEvent;
+          this.logs.push(e);
+          this.waiters = this.waiters.filter((w) => (w.pred(e) ? (w.resolve(e), false) : true));
+        } catch {
+          /* not JSON */
+        }
+      }
+    });
+    proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  }
+
+  get port(): number {
+    return Object.values(this.ports)[0]!;
+  }
+
+  waitFor(pred: (e: LogEvent) => boolean, timeoutMs = 10_000): Promise<LogEvent> {
+    const found = this.logs.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`log event not seen in ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
+      this.waiters.push({ pred, resolve: (e) => (clearTimeout(t), resolve(e)) });
+    });
+  }
+
+  events(name: string): LogEvent[] {
+    return this.logs.filter((e) => e.event === name);
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGTERM');
+    await this.exited;
+  }
+
+  async kill9(): Promise<void> {
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+export function writePolicy(dir: string, policy: object, name = 'gateway.yaml'): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, stringify(policy));
+  return file;
+}
+
+/** Starts the gateway and waits until it listens; rejects with its stderr when it exits first. */
+export async function startGateway(configFile: string, env: Record<string, string> = {}): Promise<RunningGateway> {
+  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
+    cwd: path.dirname(configFile),
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const gw = new RunningGateway(proc, configFile);
+  const started = gw.waitFor((e) => e.event === 'started', 15_000);
+  const result = await Promise.race([started.then(() => 'started'), gw.exited.then((c) => `exited ${c}`)]);
+  if (result !== 'started') throw new Error(`gateway did not start (${result}): ${gw.stderr}`);
+  for (const l of gw.events('listening')) gw.ports[l.listener as string] = l.port as number;
+  return gw;
+}
+
+export function runCli(args: string[], cwd = ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}

@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadPolicyText, formatDiagnostics, loadPolicyFile } from '../../src/config/load.js';
+import { issueCertificate } from '../../src/tls/issue.js';
+
+const head = `gateway:
+  hostname: mx1.contoso.com
+  listeners:
+    - name: mx
+      port: 2525
+  tls:
+    certificate: gw.crt
+    key: gw.key
+`;
+
+const lines = (text: string, opts = {}) => formatDiagnostics(loadPolicyText(text, 'p.yaml', { checkFiles: false, ...opts }));
+
+describe('policy loading: errors name file, line and column', () => {
+  it('unknown keys point at the key', () => {
+    const out = lines(head + `inboundConnectors:\n  - name: A\n    connectorType: partner\n    requireTLS: true\n`);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(/^p\.yaml:12:5: error: inboundConnectors\[0\]\.requireTLS: unknown key "requireTLS"/);
+  });
+  it('wrong types and enum values', () => {
+    const out = lines(head + `inboundConnectors:\n  - name: A\n    connectorType: partners\n    requireTls: "yes"\n`);
+    expect(out.some((l) => l.startsWith('p.yaml:11:20: error: inboundConnectors[0].connectorType'))).toBe(true);
+    expect(out.some((l) => l.startsWith('p.yaml:12:17: error: inboundConnectors[0].requireTls'))).toBe(true);
+  });
+  it('bad CIDRs, ranges and wildcards point at the list item', () => {
+    const out = lines(
+      head + `inboundConnectors:\n  - name: A\n    connectorType: partner\n    senderIPAddresses: [10.0.0.0/8, 10.0.0.0/33, 10.0.0.9-10.0.0.1]\n    senderDomains: ["a.*.com"]\n`,
+    );
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:12:37: error: .*senderIPAddresses\[1\]: "10\.0\.0\.0\/33" is not an IP address/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:12:50: error: .*senderIPAddresses\[2\]: .*ends before it starts/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:13:21: error: .*senderDomains\[0\]: .*not a valid pattern/));
+  });
+  it('YAML syntax errors carry a position', () => {
+    const out = lines(head + `acceptedDomains:\n  - domain: [unclosed\n`);
+    expect(out[0]).toMatch(/^p\.yaml:\d+:\d+: error: YAML:/);
+  });
+  it('missing required keys point at the parent', () => {
+    const out = lines(`gateway:\n  hostname: x.com\n  listeners: []\n`);
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:2:3: error: gateway\.tls:/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:3:14: error: gateway\.listeners:/));
+  });
+  it('an accepted domain of "*" is refused (open relay)', () => {
+    expect(lines(head + `acceptedDomains:\n  - domain: "*"\n`)[0]).toMatch(/^p\.yaml:10:13: error: .*open relay/);
+  });
+});
+
+describe('cross-field checks (SPEC §2)', () => {
+  const one = (yaml: string) => lines(head + yaml);
+  it('restrict without list, IP+certificate mix, tlsDomain without domainValidation, no smart hosts', () => {
+    const out = one(`inboundConnectors:
+  - name: A
+    connectorType: partner
+    restrictDomainsToIPAddresses: true
+  - name: B
+    connectorType: partner
+    restrictDomainsToCertificate: true
+  - name: C
+    connectorType: partner
+    senderIPAddresses: [192.0.2.1]
+    tlsSenderCertificateName: mail.c.com
+outboundConnectors:
+  - name: O
+    connectorType: partner
+    recipientDomains: [x.com]
+    tlsDomain: x.com
+`);
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:12:35: error: .*restrictDomainsToIPAddresses needs senderIPAddresses .*fix:/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:15:35: error: .*restrictDomainsToCertificate needs tlsSenderCertificateName/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:19:31: error: .*not both/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:24:16: error: .*tlsDomain only applies with tlsSettings: domainValidation/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:21:5: error: .*useMXRecord: false needs smartHosts/));
+  });
+  it('duplicate inbound scope and shadowed outbound connectors', () => {
+    const out = one(`inboundConnectors:
+  - name: A
+    connectorType: partner
+    senderDomains: [x.com]
+  - name: B
+    connectorType: partner
+    senderDomains: [X.com]
+outboundConnectors:
+  - name: O1
+    connectorType: partner
+    recipientDomains: [x.com, y.com]
+    smartHosts: [h1.x.com]
+  - name: O2
+    connectorType: partner
+    recipientDomains: [y.com]
+    smartHosts: [h2.x.com]
+`);
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:13:5: error: inboundConnectors\[1\]: duplicate of connector "A"/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:23:24: error: .*already routed by connector "O1"/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:21:5: error: outboundConnectors\[1\]: this connector is shadowed/));
+  });
+  it('warnings: audit mode, identifying-only certificate name', () => {
+    const r = loadPolicyText(head + `inboundConnectors:\n  - name: A\n    connectorType: partner\n    mode: audit\n    tlsSenderCertificateName: a.com\n`, 'p.yaml', { checkFiles: false });
+    expect(r.policy).not.toBeNull();
+    expect(r.diagnostics.map((d) => d.severity)).toEqual(['warning', 'warning']);
+  });
+});
+
+describe('certificate files', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-cfg-'));
+  const good = issueCertificate({ commonName: 'mx1.contoso.com' });
+  const other = issueCertificate({ commonName: 'other' });
+  const expired = issueCertificate({ commonName: 'old', notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+  fs.writeFileSync(path.join(dir, 'gw.crt'), good.certPem);
+  fs.writeFileSync(path.join(dir, 'gw.key'), good.keyPem);
+  fs.writeFileSync(path.join(dir, 'other.key'), other.keyPem);
+  fs.writeFileSync(path.join(dir, 'old.crt'), expired.certPem);
+  fs.writeFileSync(path.join(dir, 'old.key'), expired.keyPem);
+  const withFiles = (crt: string, key: string) =>
+    formatDiagnostics(loadPolicyText(head.replace('gw.crt', crt).replace('gw.key', key), 'p.yaml', { baseDir: dir }));
+  it('accepts a matching, valid pair', () => {
+    expect(withFiles('gw.crt', 'gw.key')).toEqual([]);
+  });
+  it('reports missing, expired and mismatched files at their keys', () => {
+    expect(withFiles('missing.crt', 'gw.key')[0]).toMatch(/^p\.yaml:7:18: error: gateway\.tls\.certificate: certificate .*missing\.crt: no such file/);
+    expect(withFiles('old.crt', 'old.key')[0]).toMatch(/^p\.yaml:7:18: error: .*expired on/);
+    expect(withFiles('gw.crt', 'other.key')[0]).toMatch(/^p\.yaml:8:10: error: gateway\.tls\.key: key .* does not match certificate/);
+  });
+  it('an unreadable policy file is a clear error', () => {
+    const r = loadPolicyFile(path.join(dir, 'nope.yaml'));
+    expect(formatDiagnostics(r)[0]).toMatch(/nope\.yaml:1:1: error: cannot read the policy file \(ENOENT\)/);
+  });
+});
+
+describe('the bundled policy', () => {
+  it('has no errors and no warnings (files aside)', () => {
+    const r = loadPolicyFile(path.resolve(import.meta.dirname, '../../config/gateway.yaml'), { checkFiles: false });
+    expect(formatDiagnostics(r)).toEqual([]);
+    expect(r.policy!.inboundConnectors.length).toBeGreaterThanOrEqual(7);
+  });
+});

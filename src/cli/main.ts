@@ -6,6 +6,9 @@ import { formatDiagnostics, loadPolicyFile, type LoadResult } from '../config/lo
 import { formatDiagnostic } from '../config/diagnostics.js';
 import { createLogger } from '../observe/log.js';
 import { Spool, isQueueId } from '../queue/spool.js';
+import { FLUSH_FILE, QueueManager } from '../queue/manager.js';
+import { deliver } from '../delivery/client.js';
+import { HopResolver } from '../delivery/resolve.js';
 import { GatewayServer } from '../smtp/server.js';
 import { issueCertificate } from '../tls/issue.js';
 import { explain } from './explain.js';
@@ -17,7 +20,7 @@ const USAGE = `usage: connector-gateway <command> [options]
   check     [--config FILE]          validate the policy; exit 0 ok, 1 errors
   explain   --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…] [--config FILE]
                                      which connectors apply and what the gateway would answer
-  queue     list | show ID | delete ID   [--config FILE]
+  queue     list | show ID | retry [ID] | delete ID   [--config FILE]
   dev-certs [--dir DIR] [--hostname NAME] [--force]
                                      create a development CA and gateway certificate
 
@@ -50,7 +53,10 @@ async function serve(args: string[]): Promise<void> {
   const spool = new Spool(policy.gateway.queue.directory);
   const recovered = await spool.recover();
   log.info({ event: 'queue-recovered', directory: spool.dir, messages: recovered.ids.length, removed: recovered.removed }, 'queue recovered');
-  const server = new GatewayServer({ getPolicy: () => policy, spool, log });
+  // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
+  let delivery = deliveryDeps(policy);
+  const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery));
+  const server = new GatewayServer({ getPolicy: () => policy, spool, log, onQueued: (env) => manager.enqueue(env) });
   try {
     await server.start();
   } catch (e) {
@@ -58,12 +64,19 @@ async function serve(args: string[]): Promise<void> {
     log.flush();
     fail(`cannot start: ${(e as Error).message}`, 1);
   }
+  await manager.start(recovered.ids);
   log.info({ event: 'started', policy: path.resolve(file), listeners: server.ports }, 'connector-gateway started');
 
   process.on('SIGHUP', () => {
     const r = loadPolicyFile(file);
     if (!r.policy) {
       log.error({ event: 'reload-refused', errors: formatDiagnostics(r) }, 'policy reload refused; the running policy stays in force');
+      return;
+    }
+    try {
+      delivery = deliveryDeps(r.policy);
+    } catch (e) {
+      log.error({ event: 'reload-refused', errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');
       return;
     }
     policy = r.policy;
@@ -75,12 +88,27 @@ async function serve(args: string[]): Promise<void> {
     stopping = true;
     log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
     await server.stop(10_000);
+    await manager.stop(10_000);
     log.info({ event: 'stopped' }, 'stopped');
     log.flush();
     setTimeout(() => process.exit(0), 50);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+function deliveryDeps(policy: Policy) {
+  const cas = new Map<string, string>();
+  return {
+    policy,
+    identity: { key: fs.readFileSync(policy.gateway.tls.key, 'utf8'), cert: fs.readFileSync(policy.gateway.tls.certificate, 'utf8') },
+    resolver: new HopResolver(policy.gateway.dns.servers),
+    readCa: (f: string) => {
+      let pem = cas.get(f);
+      if (pem === undefined) cas.set(f, (pem = fs.readFileSync(f, 'utf8')));
+      return pem;
+    },
+  };
 }
 
 function check(args: string[]): void {
@@ -115,6 +143,24 @@ async function queue(args: string[]): Promise<void> {
     process.stdout.write(`${list.length} message(s) in ${spool.dir}\n`);
     return;
   }
+  if (sub === 'retry') {
+    const targets = id ? [id] : (await spool.list()).map((e) => e.id);
+    if (id && !isQueueId(id)) fail(`queue retry: "${id}" is not a queue id`);
+    let n = 0;
+    for (const t of targets) {
+      try {
+        const env = await spool.readEnvelope(t);
+        env.nextAttemptAt = new Date().toISOString();
+        await spool.writeEnvelope(env);
+        n++;
+      } catch {
+        if (id) fail(`no message ${id} in ${spool.dir}`, 1);
+      }
+    }
+    fs.writeFileSync(path.join(spool.dir, FLUSH_FILE), '');
+    process.stdout.write(`${n} message(s) scheduled for immediate retry\n`);
+    return;
+  }
   if (!id || !isQueueId(id)) fail(`queue ${sub}: give a queue id`);
   if (sub === 'show') {
     try {
@@ -133,7 +179,7 @@ async function queue(args: string[]): Promise<void> {
     process.stdout.write(`deleted ${id}\n`);
     return;
   }
-  fail(`queue: unknown subcommand "${sub}" (list | show ID | delete ID)`);
+  fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | delete ID)`);
 }
 
 function devCerts(args: string[]): void {

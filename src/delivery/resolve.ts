@@ -1,0 +1,86 @@
+// Next-hop resolution (SPEC §4): smart hosts (literal, or name → MX → A/AAAA) and MX routing.
+import { promises as dnsp } from 'node:dns';
+import ipaddr from 'ipaddr.js';
+import type { SmartHost } from '../policy/types.js';
+
+export interface NextHop {
+  /** The name we were told (smart host or MX exchange): SNI and logs. */
+  name: string;
+  address: string;
+  port: number;
+}
+
+/** A resolution failure: temporary (defer, 4.4.312) or permanent (bounce). */
+export class ResolveError extends Error {
+  constructor(
+    message: string,
+    readonly permanent: boolean,
+    readonly status: string,
+  ) {
+    super(message);
+  }
+}
+
+export class HopResolver {
+  private resolver: dnsp.Resolver;
+
+  constructor(servers: string[]) {
+    this.resolver = new dnsp.Resolver({ timeout: 3000, tries: 2 });
+    if (servers.length) this.resolver.setServers(servers);
+  }
+
+  private async addresses(name: string): Promise<string[]> {
+    const [a, aaaa] = await Promise.allSettled([this.resolver.resolve4(name), this.resolver.resolve6(name)]);
+    const out = [...(a.status === 'fulfilled' ? a.value : []), ...(aaaa.status === 'fulfilled' ? aaaa.value : [])];
+    if (out.length) return out;
+    const err = (a.status === 'rejected' ? a.reason : aaaa.status === 'rejected' ? aaaa.reason : null) as NodeJS.ErrnoException | null;
+    const code = err?.code ?? 'ENODATA';
+    throw new ResolveError(`DNS query failed for ${name}: ${code}`, false, '4.4.312');
+  }
+
+  /** MX exchanges by preference (random among equals); [] when the name has no MX. */
+  private async mx(name: string): Promise<string[] | 'nxdomain'> {
+    try {
+      const records = await this.resolver.resolveMx(name);
+      return records
+        .map((r) => ({ ...r, tie: Math.random() }))
+        .sort((x, y) => x.priority - y.priority || x.tie - y.tie)
+        .map((r) => r.exchange);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENODATA') return [];
+      if (code === 'ENOTFOUND') return 'nxdomain';
+      throw new ResolveError(`DNS query failed for MX ${name}: ${code || (e as Error).message}`, false, '4.4.312');
+    }
+  }
+
+  /** A smart host: "[ip]" as is; a name by MX, then A/AAAA. */
+  async smartHost(h: SmartHost): Promise<NextHop[]> {
+    if (h.literal || ipaddr.isValid(h.host)) return [{ name: h.host, address: h.host, port: h.port }];
+    const mx = await this.mx(h.host);
+    const names = mx === 'nxdomain' || mx.length === 0 ? [h.host] : mx;
+    return this.expand(names, h.port);
+  }
+
+  /** MX routing for a recipient domain; NXDOMAIN and null MX are permanent. */
+  async domain(domain: string, port = 25): Promise<NextHop[]> {
+    const mx = await this.mx(domain);
+    if (mx === 'nxdomain') throw new ResolveError(`DNS domain ${domain} does not exist`, true, '5.4.310');
+    if (mx.length === 1 && (mx[0] === '' || mx[0] === '.')) throw new ResolveError(`${domain} does not accept mail (null MX)`, true, '5.1.10');
+    return this.expand(mx.length ? mx : [domain], port);
+  }
+
+  private async expand(names: string[], port: number): Promise<NextHop[]> {
+    const hops: NextHop[] = [];
+    let lastError: ResolveError | null = null;
+    for (const name of names) {
+      try {
+        for (const address of await this.addresses(name)) hops.push({ name, address, port });
+      } catch (e) {
+        lastError = e as ResolveError;
+      }
+    }
+    if (!hops.length) throw lastError ?? new ResolveError(`no address for ${names.join(', ')}`, false, '4.4.312');
+    return hops;
+  }
+}

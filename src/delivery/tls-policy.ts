@@ -1,0 +1,60 @@
+// What an outbound connector's tlsSettings demand of a connection (SPEC §4), as nodemailer
+// SMTPConnection options, plus the name check of domainValidation.
+import type { ConnectionOptions, PeerCertificate } from 'node:tls';
+import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
+import type { TlsSettings } from '../policy/types.js';
+
+export interface TlsRequirement {
+  settings: TlsSettings;
+  /** Trust roots: system roots plus the connector's tlsCertificateAuthorities. */
+  ca: string[] | undefined;
+  /** domainValidation: the pattern the server certificate must carry. */
+  domain: DomainPattern | null;
+}
+
+export interface ClientIdentity {
+  key: string;
+  cert: string;
+}
+
+/** The reason a name check failed, or undefined when the certificate carries the name. */
+export function checkName(pattern: DomainPattern, cert: PeerCertificate): Error | undefined {
+  // RFC 6125: the DNS SANs when there are any; the CN only for a certificate without them.
+  const sans = (cert.subjectaltname ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4).toLowerCase());
+  const cn = cert.subject?.CN;
+  const candidates = sans.length ? sans : cn ? [String(cn).toLowerCase()] : [];
+  if (candidates.some((n) => certNameMatches(pattern, n))) return undefined;
+  return Object.assign(new Error(`certificate name mismatch: wanted ${pattern.text}, certificate has ${candidates.join(', ') || 'no names'}`), { code: 'GW_CERT_NAME' });
+}
+
+/** nodemailer SMTPConnection options for one attempt. */
+export function connectionTlsOptions(req: TlsRequirement, identity: ClientIdentity, servername: string | undefined): {
+  requireTLS: boolean;
+  opportunisticTLS: boolean;
+  tls: ConnectionOptions;
+} {
+  const base: ConnectionOptions = { key: identity.key, cert: identity.cert, minVersion: 'TLSv1.2', servername };
+  switch (req.settings) {
+    case null:
+      return { requireTLS: false, opportunisticTLS: true, tls: { ...base, rejectUnauthorized: false } };
+    case 'encryptionOnly':
+      return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: false } };
+    case 'certificateValidation':
+      return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, ca: req.ca, checkServerIdentity: () => undefined } };
+    case 'domainValidation': {
+      const pattern = req.domain!;
+      return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, ca: req.ca, checkServerIdentity: (_host, cert) => checkName(pattern, cert) } };
+    }
+  }
+}
+
+/** tlsDomain, or the recipient domain when it is empty (SPEC §4). */
+export function domainToValidate(tlsDomain: DomainPattern | null, recipientDomain: string): DomainPattern {
+  if (tlsDomain) return tlsDomain;
+  const p = parseDomainPattern(recipientDomain);
+  return typeof p === 'string' ? { kind: 'exact', name: recipientDomain, text: recipientDomain } : p;
+}

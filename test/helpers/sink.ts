@@ -1,0 +1,97 @@
+// Downstream SMTP servers for the tests: real smtp-server listeners with their own certificates.
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type net from 'node:net';
+
+export interface SunkMessage {
+  from: string;
+  to: string[];
+  secure: boolean;
+  raw: string;
+  tlsName: string | null;
+}
+
+export interface Sink {
+  port: number;
+  host: string;
+  messages: SunkMessage[];
+  /** Sessions that issued MAIL FROM without TLS. */
+  plaintextTransactions: number;
+  close: () => Promise<void>;
+  waitFor: (n: number, timeoutMs?: number) => Promise<SunkMessage[]>;
+}
+
+export interface SinkOptions {
+  cert?: { cert: string; key: string }; // PEM text
+  noStartTls?: boolean;
+  host?: string;
+  port?: number;
+  /** Reply for a recipient: null = accept, else [code, text]. */
+  rcpt?: (address: string) => [number, string] | null;
+}
+
+export async function startSink(o: SinkOptions = {}): Promise<Sink> {
+  const messages: SunkMessage[] = [];
+  let plaintext = 0;
+  const waiters: Array<() => void> = [];
+  const options: SMTPServerOptions = {
+    secure: false,
+    authOptional: true,
+    disabledCommands: o.noStartTls ? ['AUTH', 'STARTTLS'] : ['AUTH'],
+    hideSTARTTLS: !!o.noStartTls,
+    logger: false,
+    disableReverseLookup: true,
+    ...(o.cert ? { key: o.cert.key, cert: o.cert.cert } : {}),
+    onMailFrom(_a, session, cb) {
+      if (!session.secure) plaintext++;
+      cb();
+    },
+    onRcptTo(address, _session, cb) {
+      const r = o.rcpt?.(address.address);
+      if (r) return cb(Object.assign(new Error(r[1]), { responseCode: r[0] }));
+      cb();
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        messages.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((r) => r.address),
+          secure: !!session.secure,
+          raw: Buffer.concat(chunks).toString('utf8'),
+          tlsName: session.servername ?? null,
+        });
+        waiters.splice(0).forEach((w) => w());
+        cb(null, 'OK sunk');
+      });
+    },
+  };
+  const server = new SMTPServer(options);
+  const host = o.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(o.port ?? 0, host, () => resolve());
+  });
+  const port = (server.server.address() as net.AddressInfo).port;
+  const sink: Sink = {
+    port,
+    host,
+    messages,
+    get plaintextTransactions() {
+      return plaintext;
+    },
+    close: () => new Promise((r) => server.close(() => r())),
+    waitFor: async (n, timeoutMs = 15_000) => {
+      const until = Date.now() + timeoutMs;
+      while (messages.length < n) {
+        if (Date.now() > until) throw new Error(`sink on ${port}: ${messages.length}/${n} messages after ${timeoutMs} ms`);
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, 200);
+          waiters.push(() => (clearTimeout(t), r()));
+        });
+      }
+      return messages;
+    },
+  };
+  return sink;
+}

@@ -77,9 +77,12 @@ export class RunningGateway {
   }
 }
 
-export function writePolicy(dir: string, policy: object, name = 'gateway.yaml'): string {
+export function writePolicy(dir: string, policy: { gateway: { dns?: unknown } }, name = 'gateway.yaml'): string {
   const file = path.join(dir, name);
-  fs.writeFileSync(file, stringify(policy));
+  // Tests never query the machine's resolvers: without a test DNS server, DNS goes to a closed
+  // loopback port and fails at once.
+  const p = { ...policy, gateway: { dns: { servers: ['127.0.0.1:9'] }, ...policy.gateway } };
+  fs.writeFileSync(file, stringify(p));
   return file;
 }
 

@@ -12,6 +12,8 @@ import { HopResolver } from '../delivery/resolve.js';
 import { GatewayServer } from '../smtp/server.js';
 import { issueCertificate } from '../tls/issue.js';
 import { explain } from './explain.js';
+import { validate } from './validate.js';
+import { Metrics, startAdmin } from '../observe/metrics.js';
 import type { Policy } from '../policy/types.js';
 
 const USAGE = `usage: connector-gateway <command> [options]
@@ -20,6 +22,8 @@ const USAGE = `usage: connector-gateway <command> [options]
   check     [--config FILE]          validate the policy; exit 0 ok, 1 errors
   explain   --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…] [--config FILE]
                                      which connectors apply and what the gateway would answer
+  validate  CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]
+                                     probe an outbound connector's next hops (and send a test)
   queue     list | show ID | retry [ID] | delete ID   [--config FILE]
   dev-certs [--dir DIR] [--hostname NAME] [--force]
                                      create a development CA and gateway certificate
@@ -55,37 +59,67 @@ async function serve(args: string[]): Promise<void> {
   log.info({ event: 'queue-recovered', directory: spool.dir, messages: recovered.ids.length, removed: recovered.removed }, 'queue recovered');
   // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
   let delivery = deliveryDeps(policy);
-  const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery));
-  const server = new GatewayServer({ getPolicy: () => policy, spool, log, onQueued: (env) => manager.enqueue(env) });
+  const metrics = new Metrics();
+  const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
+    onResult: (connector, result) => metrics.deliveries.inc({ connector, result }),
+  });
+  const server = new GatewayServer({ getPolicy: () => policy, spool, log, metrics, onQueued: (env) => manager.enqueue(env) });
+  let ready = false;
   try {
     await server.start();
+    if (policy.gateway.admin) {
+      const a = policy.gateway.admin;
+      const admin = await startAdmin(a.address, a.port, metrics, {
+        ready: () => ready,
+        refresh: () => {
+          metrics.queueSize.set(manager.size);
+          metrics.queueOldest.set(manager.oldestAgeSeconds);
+        },
+      });
+      const port = (admin.address() as { port: number }).port;
+      log.info({ event: 'admin-listening', address: a.address, port }, `admin HTTP on ${a.address}:${port}`);
+      admin.unref();
+    }
   } catch (e) {
     log.fatal({ event: 'start-failed', err: (e as Error).message }, 'cannot start');
     log.flush();
     fail(`cannot start: ${(e as Error).message}`, 1);
   }
   await manager.start(recovered.ids);
+  ready = true;
   log.info({ event: 'started', policy: path.resolve(file), listeners: server.ports }, 'connector-gateway started');
 
-  process.on('SIGHUP', () => {
+  // SIGHUP and changes of the file reload the policy; an invalid policy is refused and the
+  // running one stays in force. Sessions in progress keep the policy they started with.
+  const reload = (why: string) => {
     const r = loadPolicyFile(file);
     if (!r.policy) {
-      log.error({ event: 'reload-refused', errors: formatDiagnostics(r) }, 'policy reload refused; the running policy stays in force');
+      metrics.reloads.inc({ result: 'refused' });
+      log.error({ event: 'reload-refused', trigger: why, errors: formatDiagnostics(r) }, 'policy reload refused; the running policy stays in force');
       return;
     }
     try {
-      delivery = deliveryDeps(r.policy);
+      const next = deliveryDeps(r.policy);
+      server.reload(r.policy);
+      delivery = next;
     } catch (e) {
-      log.error({ event: 'reload-refused', errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');
+      metrics.reloads.inc({ result: 'refused' });
+      log.error({ event: 'reload-refused', trigger: why, errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');
       return;
     }
     policy = r.policy;
-    log.info({ event: 'reloaded', warnings: formatDiagnostics(r) }, 'policy reloaded');
-  });
+    log.level = policy.gateway.log.level;
+    metrics.reloads.inc({ result: 'applied' });
+    log.info({ event: 'reloaded', trigger: why, warnings: formatDiagnostics(r) }, 'policy reloaded');
+  };
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  watchFile(file, () => reload('file change'));
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    ready = false;
     log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
     await server.stop(10_000);
     await manager.stop(10_000);
@@ -95,6 +129,40 @@ async function serve(args: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** Calls back (debounced) when the file's content changes; survives editors that replace the file. */
+function watchFile(file: string, onChange: () => void): void {
+  let last = safeRead(file);
+  let timer: NodeJS.Timeout | null = null;
+  const check = () => {
+    timer = null;
+    const now = safeRead(file);
+    if (now !== null && now !== last) {
+      last = now;
+      onChange();
+    }
+  };
+  const schedule = () => {
+    if (!timer) timer = setTimeout(check, 300);
+  };
+  try {
+    fs.watch(path.dirname(path.resolve(file)), (_e, name) => {
+      if (!name || name === path.basename(file) || name.startsWith('..')) schedule();
+    }).unref();
+  } catch {
+    /* no inotify: SIGHUP still works */
+  }
+  // Kubernetes ConfigMaps swap a symlink; a slow poll catches what the watch misses.
+  setInterval(schedule, 5000).unref();
+}
+
+function safeRead(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 function deliveryDeps(policy: Policy) {
@@ -219,6 +287,8 @@ async function main(argv: string[]): Promise<void> {
       return check(rest);
     case 'explain':
       return explain(rest, configPath);
+    case 'validate':
+      return validate(rest, configPath);
     case 'queue':
       return queue(rest);
     case 'dev-certs':

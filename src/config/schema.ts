@@ -38,6 +38,7 @@ const gateway = z.strictObject({
       maxMessageSize: size.default('35MB'),
       maxRecipientsPerMessage: z.number().int().min(1).default(500),
       maxConnectionsPerIp: z.number().int().min(1).default(20),
+      maxConnections: z.number().int().min(1).default(1000),
       maxMessagesPerMinutePerIp: z.number().int().min(1).default(600),
     })
     .prefault({}),

@@ -73,6 +73,7 @@ export interface GatewaySettings {
     maxMessageSize: number; // bytes
     maxRecipientsPerMessage: number;
     maxConnectionsPerIp: number;
+    maxConnections: number; // all clients together; beyond: 421
     maxMessagesPerMinutePerIp: number;
   };
   dns: { servers: string[] };

@@ -16,6 +16,8 @@ import { buildDsn, type DsnRecipient } from '../delivery/dsn.js';
 export type DeliverFn = (job: DeliveryJob) => Promise<Map<string, RecipientOutcome>>;
 
 export interface ManagerOptions {
+  /** Called for each recipient outcome (metrics). */
+  onResult?: (connector: string, result: 'delivered' | 'deferred' | 'failed' | 'expired') => void;
   maxConcurrent?: number; // messages in delivery at once
   perDestination?: number; // deliveries at once to one route
   tickMs?: number;
@@ -60,6 +62,8 @@ function routeKey(route: Route, domain: string): string {
 
 export class QueueManager {
   private due = new Map<string, number>();
+  private arrived = new Map<string, number>(); // id → receivedAt, for the oldest-age gauge
+  private readonly onResult: NonNullable<ManagerOptions['onResult']>;
   private running = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private destinations: Semaphore;
@@ -76,6 +80,14 @@ export class QueueManager {
     this.maxConcurrent = opts.maxConcurrent ?? 32;
     this.destinations = new Semaphore(opts.perDestination ?? 8);
     this.tickMs = opts.tickMs ?? 250;
+    this.onResult = opts.onResult ?? (() => {});
+  }
+
+  /** Age in seconds of the oldest message in the queue (0 when empty). */
+  get oldestAgeSeconds(): number {
+    let oldest = Infinity;
+    for (const t of this.arrived.values()) if (t < oldest) oldest = t;
+    return oldest === Infinity ? 0 : (Date.now() - oldest) / 1000;
   }
   private readonly tickMs: number;
 
@@ -88,6 +100,7 @@ export class QueueManager {
       try {
         const env = await this.spool.readEnvelope(id);
         this.due.set(id, env.nextAttemptAt ? Date.parse(env.nextAttemptAt) : Date.now());
+        this.arrived.set(id, Date.parse(env.receivedAt));
       } catch (e) {
         this.log.error({ event: 'queue-read-error', qid: id, err: (e as Error).message }, 'cannot read envelope');
       }
@@ -100,6 +113,7 @@ export class QueueManager {
   enqueue(env: Envelope): void {
     if (this.stopped) return;
     this.due.set(env.id, Date.now());
+    this.arrived.set(env.id, Date.parse(env.receivedAt));
     setImmediate(() => this.tick());
   }
 
@@ -158,7 +172,10 @@ export class QueueManager {
     try {
       env = await this.spool.readEnvelope(id);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // deleted meanwhile
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.arrived.delete(id); // deleted meanwhile (queue delete)
+        return;
+      }
       throw e;
     }
     const policy = this.getPolicy();
@@ -208,6 +225,7 @@ export class QueueManager {
       r.attempts++;
       r.lastResult = `${o.code} ${o.detail}`;
       const connector = groupConnector(groups, r);
+      this.onResult(connector ?? 'none', o.status);
       if (o.status === 'delivered') {
         r.status = 'delivered';
         this.log.info({ event: 'delivered', qid: id, recipient: r.address, connector, remote: o.remote, result: o.detail }, 'delivered');
@@ -230,6 +248,7 @@ export class QueueManager {
           const last = r.lastResult ?? 'no attempt succeeded';
           bounces.push({ address: r.address, status: '4.4.7', diagnostic: `message expired after ${Math.round(age / 60000)} minutes in the queue; last result: ${last}` });
           this.log.warn({ event: 'bounced', qid: id, recipient: r.address, code: '4.4.7', result: 'expired', last }, 'expired');
+          this.onResult(r.connector ?? 'none', 'expired');
         }
       } else {
         const attempt = Math.max(...stillPending.map((r) => r.attempts), 1);
@@ -252,6 +271,7 @@ export class QueueManager {
 
     if (env.recipients.every((r) => r.status !== 'pending')) {
       await this.spool.remove(id);
+      this.arrived.delete(id);
       this.log.info({ event: 'removed', qid: id, delivered: env.recipients.filter((r) => r.status === 'delivered').length, failed: env.recipients.filter((r) => r.status === 'failed').length }, 'message done');
     } else {
       await this.spool.writeEnvelope(env);

@@ -14,6 +14,9 @@ import { certificateNames } from '../tls/names.js';
 import type { Logger } from '../observe/log.js';
 import type { Envelope, Spool } from '../queue/spool.js';
 import { MessageScanner, traceHeaders } from './message.js';
+import { readProxyHeader } from './proxy.js';
+import { smallestContainingRange, parseIp } from '../policy/match.js';
+import type { Metrics } from '../observe/metrics.js';
 
 // smtp-server derives an enhanced status code from the reply code alone (550 → 5.1.1), which
 // would contradict the codes of SPEC §3. Our replies carry their own code in the text; for those
@@ -73,6 +76,27 @@ export interface GatewayDeps {
   log: Logger;
   /** Called after a message is durable and acknowledged: the seam to delivery. */
   onQueued?: (env: Envelope) => void;
+  metrics?: Metrics;
+}
+
+/** Messages per minute per client IP, as a sliding window over two one-minute buckets. */
+class RateCounter {
+  private buckets = new Map<string, { minute: number; count: number; previous: number }>();
+  /** Counts one event and returns the rate (events in the last minute, estimated). */
+  hit(key: string, now = Date.now()): number {
+    const minute = Math.floor(now / 60_000);
+    let b = this.buckets.get(key);
+    if (!b || b.minute < minute - 1) b = { minute, count: 0, previous: 0 };
+    else if (b.minute === minute - 1) b = { minute, count: 0, previous: b.count };
+    b.count++;
+    this.buckets.set(key, b);
+    if (this.buckets.size > 100_000) this.prune(minute);
+    const elapsed = (now % 60_000) / 60_000;
+    return b.count + b.previous * (1 - elapsed);
+  }
+  private prune(minute: number): void {
+    for (const [k, b] of this.buckets) if (b.minute < minute - 1) this.buckets.delete(k);
+  }
 }
 
 interface TlsMaterial {
@@ -90,10 +114,12 @@ export function readTlsMaterial(policy: Policy): TlsMaterial {
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
 
 export class GatewayServer {
-  private servers: Array<{ listener: ListenerSettings; server: SMTPServer; port: number }> = [];
+  private servers: Array<{ listener: ListenerSettings; server: SMTPServer; port: number; net: net.Server }> = [];
   private states = new WeakMap<SMTPServerSession, SessionState>();
   private connectionsPerIp = new Map<string, number>();
+  private messageRate = new RateCounter();
   private resolver: Resolver;
+  private accepting = true;
 
   constructor(private readonly deps: GatewayDeps) {
     this.resolver = this.makeResolver(deps.getPolicy());
@@ -115,29 +141,69 @@ export class GatewayServer {
     for (const listener of policy.gateway.listeners) {
       const server = new SMTPServer(this.options(policy, listener, material));
       server.on('error', (err) => this.deps.log.error({ event: 'listener-error', listener: listener.name, err: err.message }, 'listener error'));
+      const net0 = listener.proxyProtocol ? this.proxyFront(server, listener) : server.server;
       const port = await new Promise<number>((resolve, reject) => {
         const onError = (err: Error) => reject(err);
-        server.server.once('error', onError);
-        server.listen(listener.port, listener.address, () => {
-          server.server.off('error', onError);
-          resolve((server.server.address() as net.AddressInfo).port);
+        net0.once('error', onError);
+        net0.listen(listener.port, listener.address, () => {
+          net0.off('error', onError);
+          resolve((net0.address() as net.AddressInfo).port);
         });
       });
-      this.servers.push({ listener, server, port });
-      this.deps.log.info({ event: 'listening', listener: listener.name, address: listener.address, port, implicitTls: listener.implicitTls }, `listening on ${listener.address}:${port}`);
+      this.servers.push({ listener, server, port, net: net0 });
+      this.deps.log.info({ event: 'listening', listener: listener.name, address: listener.address, port, implicitTls: listener.implicitTls, proxyProtocol: !!listener.proxyProtocol }, `listening on ${listener.address}:${port}`);
     }
+  }
+
+  /**
+   * A listener behind load balancers: our own TCP server reads the PROXY header (v1 or v2) from
+   * trusted peers only, then hands the socket to smtp-server with the client's address.
+   */
+  private proxyFront(server: SMTPServer, listener: ListenerSettings): net.Server {
+    const trusted = listener.proxyProtocol || [];
+    return net.createServer((socket) => {
+      socket.on('error', () => {});
+      const peer = parseIp(socket.remoteAddress ?? '');
+      if (!peer || !smallestContainingRange(trusted, peer)) {
+        server.connect(socket, {});
+        return;
+      }
+      readProxyHeader(socket, 10_000, (err, source) => {
+        if (err) {
+          this.deps.log.warn({ event: 'proxy-error', listener: listener.name, peer: socket.remoteAddress, err: err.message }, 'bad PROXY header from a trusted peer');
+          socket.destroy();
+          return;
+        }
+        server.connect(socket, source ? { remoteAddress: source.remoteAddress, remotePort: source.remotePort } : {});
+      });
+    });
+  }
+
+  /** A new valid policy: new sessions use it; certificates and limits are swapped in place. */
+  reload(policy: Policy): void {
+    const material = readTlsMaterial(policy);
+    for (const s of this.servers) {
+      s.server.updateSecureContext({ key: material.key, cert: material.cert, ca: material.ca, minVersion: policy.gateway.tls.minVersion });
+      (s.server.options as SMTPServerOptions).size = policy.gateway.limits.maxMessageSize;
+      (s.server.options as SMTPServerOptions).maxClients = policy.gateway.limits.maxConnections;
+    }
+    const now = policy.gateway.listeners.map((l) => `${l.name}@${l.address}:${l.port}/${l.implicitTls}/${!!l.proxyProtocol}`).join(',');
+    const was = this.servers.map((s) => `${s.listener.name}@${s.listener.address}:${s.listener.port}/${s.listener.implicitTls}/${!!s.listener.proxyProtocol}`).join(',');
+    if (now !== was) this.deps.log.warn({ event: 'reload-listeners' }, 'listener changes take effect at the next restart');
   }
 
   /** Stops accepting; sessions in progress get up to `graceMs` to finish. */
   async stop(graceMs = 10_000): Promise<void> {
+    this.accepting = false;
     await Promise.all(
       this.servers.map(
-        ({ server }) =>
+        ({ server, net: front }) =>
           new Promise<void>((resolve) => {
             const t = setTimeout(() => {
               for (const c of (server as unknown as { connections: Set<{ close: () => void }> }).connections ?? []) c.close();
               resolve();
             }, graceMs);
+            if (front !== server.server) front.close();
             server.close(() => {
               clearTimeout(t);
               resolve();
@@ -146,6 +212,12 @@ export class GatewayServer {
       ),
     );
     this.servers = [];
+  }
+
+  get sessionCount(): number {
+    let n = 0;
+    for (const s of this.servers) n += (s.server as unknown as { connections: Set<unknown> }).connections?.size ?? 0;
+    return n;
   }
 
   private options(policy: Policy, listener: ListenerSettings, material: TlsMaterial): SMTPServerOptions {
@@ -164,6 +236,7 @@ export class GatewayServer {
       honorCipherOrder: true,
       secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
       size: g.limits.maxMessageSize,
+      maxClients: g.limits.maxConnections,
       authOptional: true,
       disabledCommands: ['AUTH'],
       hideENHANCEDSTATUSCODES: false,
@@ -217,16 +290,21 @@ export class GatewayServer {
     this.connectionsPerIp.set(ip, n);
     (session as unknown as { counted?: boolean }).counted = true;
     st.log.info({ event: 'connect', port: session.localPort, rdns: session.clientHostname || null }, 'connect');
+    this.deps.metrics?.sessions.inc({ listener: this.listenerName(session.localPort) });
+    this.deps.metrics?.activeSessions.inc();
     if (n > st.policy.gateway.limits.maxConnectionsPerIp) {
-      const r = replies.throttled();
-      st.log.warn({ event: 'refusal', rule: 'throttle-connections', reply: `${r.code} ${r.enhanced}`, connections: n }, 'too many connections from this IP');
-      return cb(smtpError(r));
+      return cb(this.refuse(st, { rule: 'throttle', connector: null, reply: replies.throttled() }, { connections: n }));
     }
     cb();
   }
 
+  private listenerName(port: number): string {
+    return this.servers.find((s) => s.port === port)?.listener.name ?? String(port);
+  }
+
   private onClose(session: SMTPServerSession): void {
     if (!(session as unknown as { counted?: boolean }).counted) return;
+    this.deps.metrics?.activeSessions.dec();
     const ip = session.remoteAddress;
     const n = (this.connectionsPerIp.get(ip) ?? 1) - 1;
     if (n <= 0) this.connectionsPerIp.delete(ip);
@@ -237,6 +315,7 @@ export class GatewayServer {
     const st = this.state(session);
     const cipher = socket.getCipher();
     st.tls = { version: socket.getProtocol() ?? 'unknown', cipher: cipher?.standardName ?? cipher?.name ?? 'unknown' };
+    this.deps.metrics?.tlsHandshakes.inc({ version: st.tls.version });
     const peer = socket.getPeerCertificate();
     const presented = !!peer && Object.keys(peer).length > 0;
     // Only a certificate that chains to a trusted root has names (SPEC §3).
@@ -257,6 +336,7 @@ export class GatewayServer {
   private refuse(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): Error {
     const r = refusal.reply;
     st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: `${r.code} ${r.enhanced} ${r.text}`, ...extra }, 'refused');
+    this.deps.metrics?.refusals.inc({ connector: refusal.connector ?? 'none', rule: refusal.rule, code: `${r.code} ${r.enhanced}` });
     return smtpError(r);
   }
 
@@ -274,8 +354,14 @@ export class GatewayServer {
     const attribution = { connector: a.connector?.name ?? null, identifiedBy: a.identifiedBy, matched: a.matched, mayRelay: a.mayRelay };
     for (const audit of decision.audits) {
       st.log.warn({ event: 'audit', rule: audit.rule, connector: audit.connector, wouldReply: `${audit.reply.code} ${audit.reply.enhanced} ${audit.reply.text}`, sender }, 'audit mode: would have refused');
+      this.deps.metrics?.audits.inc({ connector: audit.connector ?? 'none', rule: audit.rule });
     }
     if (decision.refusal) return cb(this.refuse(st, decision.refusal, { sender, attribution }));
+    const limit = a.connector?.maxMessagesPerMinute ?? st.policy.gateway.limits.maxMessagesPerMinutePerIp;
+    const rate = this.messageRate.hit(session.remoteAddress);
+    if (rate > limit) {
+      return cb(this.refuse(st, { rule: 'throttle', connector: a.connector?.name ?? null, reply: replies.throttled() }, { sender, rate: Math.round(rate), limit }));
+    }
     st.log.info({ event: 'attribution', sender, ...attribution, trace: decision.trace }, 'sender accepted');
     st.txn = { decision, recipients: new Map() };
     cb();
@@ -373,6 +459,7 @@ export class GatewayServer {
       return cb(smtpError(r));
     }
     const r = replies.queued(env.id);
+    this.deps.metrics?.accepted.inc({ connector: connector ?? 'none' });
     st.log.info({ event: 'queued', qid: env.id, size: env.size, sender: env.sender, recipients: env.recipients.map((x) => x.address), connector, stripped: scanner.strippedHeaders }, 'queued');
     cb(null, `${r.enhanced} ${r.text}`);
     this.deps.onQueued?.(env);

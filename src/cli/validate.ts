@@ -1,0 +1,171 @@
+// `connector-gateway validate CONNECTOR [--to ADDR]`: probe each next hop of an outbound
+// connector the way delivery will (banner, STARTTLS, TLS version, chain, name), step by step,
+// and optionally send a test message through the daemon's own delivery code.
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { parseArgs } from 'node:util';
+import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
+import { HopResolver, type NextHop } from '../delivery/resolve.js';
+import { checkName, domainToValidate } from '../delivery/tls-policy.js';
+import { deliver } from '../delivery/client.js';
+import type { OutboundConnector, Policy } from '../policy/types.js';
+import { newQueueId } from '../queue/spool.js';
+import { Readable } from 'node:stream';
+import { rfc5322Date } from '../smtp/message.js';
+
+type Step = { ok: boolean; what: string; detail: string; required: boolean };
+
+class LineReader {
+  private buf = '';
+  private waiters: Array<(l: string) => void> = [];
+  private lines: string[] = [];
+  constructor(private sock: net.Socket) {
+    sock.on('data', (d: Buffer) => this.feed(d));
+  }
+  feed(d: Buffer): void {
+    this.buf += d.toString('latin1');
+    let i: number;
+    while ((i = this.buf.indexOf('\r\n')) >= 0) {
+      this.lines.push(this.buf.slice(0, i));
+      this.buf = this.buf.slice(i + 2);
+    }
+    this.flush();
+  }
+  private flush(): void {
+    const end = this.lines.findIndex((l) => /^\d{3} /.test(l) || l.length < 4);
+    if (end >= 0 && this.waiters.length) this.waiters.shift()!(this.lines.splice(0, end + 1).join('\n'));
+  }
+  reply(ms = 15_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no reply in time')), ms);
+      this.waiters.push((l) => (clearTimeout(t), resolve(l)));
+      this.flush();
+    });
+  }
+  detach(): void {
+    this.sock.removeAllListeners('data');
+  }
+}
+
+async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDomain: string, caPem: string[]): Promise<Step[]> {
+  const steps: Step[] = [];
+  const tlsRequired = c.tlsSettings !== null;
+  const sock = net.connect({ host: hop.address, port: hop.port });
+  sock.setTimeout(15_000, () => sock.destroy(new Error('timed out')));
+  try {
+    await new Promise<void>((res, rej) => {
+      sock.once('connect', () => res());
+      sock.once('error', rej);
+    });
+    steps.push({ ok: true, what: 'connect', detail: `${hop.address}:${hop.port}`, required: true });
+    const r = new LineReader(sock);
+    const banner = await r.reply();
+    steps.push({ ok: banner.startsWith('220'), what: 'banner', detail: banner.split('\n')[0]!, required: true });
+    sock.write(`EHLO ${policy.gateway.hostname}\r\n`);
+    const ehlo = await r.reply();
+    const offered = /^250[ -]STARTTLS\b/im.test(ehlo);
+    steps.push({ ok: offered || !tlsRequired, what: 'STARTTLS offered', detail: offered ? 'yes' : 'no', required: tlsRequired });
+    if (!offered) return steps;
+    sock.write('STARTTLS\r\n');
+    const st = await r.reply();
+    if (!st.startsWith('220')) {
+      steps.push({ ok: !tlsRequired, what: 'STARTTLS', detail: st, required: tlsRequired });
+      return steps;
+    }
+    r.detach();
+    const secure = tls.connect({ socket: sock, servername: hop.name !== hop.address ? hop.name : undefined, rejectUnauthorized: false, ca: caPem, minVersion: 'TLSv1.2' });
+    await new Promise<void>((res, rej) => {
+      secure.once('secureConnect', () => res());
+      secure.once('error', rej);
+    });
+    steps.push({ ok: true, what: 'TLS', detail: `${secure.getProtocol()} ${secure.getCipher()?.standardName ?? ''}`, required: tlsRequired });
+    const chainNeeded = c.tlsSettings === 'certificateValidation' || c.tlsSettings === 'domainValidation';
+    steps.push({
+      ok: secure.authorized || !chainNeeded,
+      what: 'certificate chain',
+      detail: secure.authorized ? 'verified' : `not verified (${secure.authorizationError})`,
+      required: chainNeeded,
+    });
+    if (c.tlsSettings === 'domainValidation') {
+      const pattern = domainToValidate(c.tlsDomain, rcptDomain);
+      const err = checkName(pattern, secure.getPeerCertificate());
+      steps.push({ ok: !err, what: 'certificate name', detail: err ? err.message : `matches ${pattern.text}`, required: true });
+    }
+    secure.end('QUIT\r\n');
+  } catch (e) {
+    steps.push({ ok: false, what: 'connection', detail: (e as Error).message, required: true });
+  } finally {
+    sock.destroy();
+  }
+  return steps;
+}
+
+export async function validate(args: string[], configPath: (v?: string) => string): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { config: { type: 'string' }, to: { type: 'string' }, from: { type: 'string' } },
+  });
+  const name = positionals.join(' ');
+  if (!name) throw Object.assign(new Error('validate needs the name of an outbound connector'), { code: 'USAGE' });
+  const file = configPath(values.config);
+  const r = loadPolicyFile(file);
+  if (!r.policy) {
+    for (const l of formatDiagnostics(r)) process.stderr.write(l + '\n');
+    process.exit(1);
+  }
+  const policy = r.policy;
+  const c = policy.outboundConnectors.find((x) => x.name.toLowerCase() === name.toLowerCase());
+  if (!c) {
+    process.stderr.write(`no outbound connector "${name}"; connectors: ${policy.outboundConnectors.map((x) => x.name).join(', ')}\n`);
+    process.exit(1);
+  }
+  const exact = c.recipientDomains.find((d) => d.kind === 'exact');
+  const rcptDomain = values.to ? values.to.slice(values.to.lastIndexOf('@') + 1).toLowerCase() : exact?.kind === 'exact' ? exact.name : '';
+  const resolver = new HopResolver(policy.gateway.dns.servers);
+  const caPem = [...tls.rootCertificates, ...(c.tlsCertificateAuthorities ? [fs.readFileSync(c.tlsCertificateAuthorities, 'utf8')] : [])];
+  let hops: NextHop[] = [];
+  const out: string[] = [`connector "${c.name}" (tlsSettings: ${c.tlsSettings ?? 'null (opportunistic)'})`];
+  try {
+    if (c.useMXRecord) {
+      if (!rcptDomain) throw new Error('useMXRecord: give --to ADDR to know which domain to look up');
+      hops = await resolver.domain(rcptDomain);
+    } else for (const h of c.smartHosts) hops.push(...(await resolver.smartHost(h)));
+  } catch (e) {
+    out.push(`FAIL resolve: ${(e as Error).message}`);
+  }
+  let failed = hops.length === 0;
+  for (const hop of hops) {
+    out.push(`next hop ${hop.name} [${hop.address}]:${hop.port}`);
+    for (const s of await probe(hop, c, policy, rcptDomain, caPem)) {
+      out.push(`  ${s.ok ? 'PASS' : s.required ? 'FAIL' : 'WARN'} ${s.what}: ${s.detail}`);
+      if (!s.ok && s.required) failed = true;
+    }
+  }
+  if (values.to) {
+    const id = newQueueId();
+    const from = values.from ?? `postmaster@${policy.gateway.hostname}`;
+    const msg = `From: <${from}>\r\nTo: <${values.to}>\r\nSubject: connector-gateway validate ${c.name}\r\nDate: ${rfc5322Date()}\r\nMessage-ID: <${id}@${policy.gateway.hostname}>\r\n\r\nTest message sent by connector-gateway validate.\r\n`;
+    const result = await deliver(
+      {
+        envelope: { version: 1, id, receivedAt: new Date().toISOString(), sender: from, recipients: [], size: msg.length, bodyType: '7bit', smtpUtf8: false, client: { ip: '127.0.0.1', helo: '', sessionId: 'validate', connector: null, tls: null } },
+        recipients: [values.to],
+        route: { kind: 'connector', connector: c, matchedBy: 'validate' },
+        content: () => Readable.from([Buffer.from(msg)]) as unknown as fs.ReadStream,
+      },
+      {
+        policy,
+        identity: { key: fs.readFileSync(policy.gateway.tls.key, 'utf8'), cert: fs.readFileSync(policy.gateway.tls.certificate, 'utf8') },
+        resolver,
+        readCa: (f) => fs.readFileSync(f, 'utf8'),
+      },
+    );
+    const o = result.get(values.to)!;
+    out.push(`${o.status === 'delivered' ? 'PASS' : 'FAIL'} test message to ${values.to}: ${o.status} ${o.code} ${o.detail}`);
+    if (o.status !== 'delivered') failed = true;
+  }
+  out.push(failed ? 'result: FAIL' : 'result: PASS');
+  process.stdout.write(out.join('\n') + '\n');
+  process.exit(failed ? 1 : 0);
+}

@@ -1,0 +1,54 @@
+// Prometheus metrics (SPEC §7), served on the admin port with /healthz and /readyz.
+import http from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly sessions = new Counter({ name: 'gateway_sessions_total', help: 'SMTP sessions accepted, by listener', labelNames: ['listener'], registers: [this.registry] });
+  readonly activeSessions = new Gauge({ name: 'gateway_sessions_active', help: 'SMTP sessions open now', registers: [this.registry] });
+  readonly refusals = new Counter({ name: 'gateway_refusals_total', help: 'Refusals, by inbound connector, rule and reply code', labelNames: ['connector', 'rule', 'code'], registers: [this.registry] });
+  readonly audits = new Counter({ name: 'gateway_audit_would_refuse_total', help: 'Refusals a connector in audit mode would have made', labelNames: ['connector', 'rule'], registers: [this.registry] });
+  readonly accepted = new Counter({ name: 'gateway_messages_accepted_total', help: 'Messages spooled and acknowledged, by inbound connector', labelNames: ['connector'], registers: [this.registry] });
+  readonly deliveries = new Counter({ name: 'gateway_deliveries_total', help: 'Delivery results per recipient, by outbound connector and result', labelNames: ['connector', 'result'], registers: [this.registry] });
+  readonly tlsHandshakes = new Counter({ name: 'gateway_tls_handshakes_total', help: 'Inbound TLS handshakes, by protocol version', labelNames: ['version'], registers: [this.registry] });
+  readonly queueSize = new Gauge({ name: 'gateway_queue_messages', help: 'Messages in the queue', registers: [this.registry] });
+  readonly queueOldest = new Gauge({ name: 'gateway_queue_oldest_age_seconds', help: 'Age of the oldest message in the queue', registers: [this.registry] });
+  readonly reloads = new Counter({ name: 'gateway_policy_reloads_total', help: 'Policy reloads, by result', labelNames: ['result'], registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}
+
+export interface AdminState {
+  ready: () => boolean;
+  /** Called before each scrape, to refresh gauges. */
+  refresh?: () => void;
+}
+
+export async function startAdmin(address: string, port: number, metrics: Metrics, state: AdminState): Promise<http.Server> {
+  const server = http.createServer(async (req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405).end();
+      return;
+    }
+    if (url === '/metrics') {
+      state.refresh?.();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType });
+      res.end(await metrics.registry.metrics());
+    } else if (url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (url === '/readyz') {
+      const ok = state.ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, address, () => resolve());
+  });
+  return server;
+}

@@ -119,7 +119,6 @@ export class GatewayServer {
   private connectionsPerIp = new Map<string, number>();
   private messageRate = new RateCounter();
   private resolver: Resolver;
-  private accepting = true;
 
   constructor(private readonly deps: GatewayDeps) {
     this.resolver = this.makeResolver(deps.getPolicy());
@@ -192,25 +191,18 @@ export class GatewayServer {
     if (now !== was) this.deps.log.warn({ event: 'reload-listeners' }, 'listener changes take effect at the next restart');
   }
 
-  /** Stops accepting; sessions in progress get up to `graceMs` to finish. */
+  /** Stops accepting; sessions in progress get up to `graceMs` to finish, then get 421. */
   async stop(graceMs = 10_000): Promise<void> {
-    this.accepting = false;
-    await Promise.all(
-      this.servers.map(
-        ({ server, net: front }) =>
-          new Promise<void>((resolve) => {
-            const t = setTimeout(() => {
-              for (const c of (server as unknown as { connections: Set<{ close: () => void }> }).connections ?? []) c.close();
-              resolve();
-            }, graceMs);
-            if (front !== server.server) front.close();
-            server.close(() => {
-              clearTimeout(t);
-              resolve();
-            });
-          }),
-      ),
-    );
+    for (const { net: front } of this.servers) front.close();
+    const until = Date.now() + graceMs;
+    while (this.sessionCount > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const r = replies.shuttingDown();
+    for (const { server } of this.servers) {
+      for (const c of (server as unknown as { connections: Set<{ send: (code: number, text: string) => void; close: () => void }> }).connections) {
+        c.send(r.code, `${r.enhanced} ${r.text}`);
+        c.close();
+      }
+    }
     this.servers = [];
   }
 

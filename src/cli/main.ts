@@ -263,7 +263,12 @@ function devCerts(args: string[]): void {
   }
   fs.mkdirSync(dir, { recursive: true });
   const ca = issueCertificate({ commonName: 'connector-gateway development CA', isCA: true, organization: 'connector-gateway dev' });
-  const gw = issueCertificate({ commonName: values.hostname!, altNames: [values.hostname!, 'localhost', '127.0.0.1'], issuer: ca });
+  const gw = issueCertificate({
+    commonName: values.hostname!,
+    altNames: [values.hostname!, 'localhost', '127.0.0.1'],
+    issuer: ca,
+    crlUrl: 'http://localhost/connector-gateway-dev-ca.crl',
+  });
   fs.writeFileSync(path.join(dir, 'dev-ca.crt'), ca.certPem);
   fs.writeFileSync(path.join(dir, 'dev-ca.key'), ca.keyPem, { mode: 0o600 });
   fs.writeFileSync(path.join(dir, 'gateway.key'), gw.keyPem, { mode: 0o600 });

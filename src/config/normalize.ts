@@ -106,7 +106,7 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
         messageExpiration: duration(q.messageExpiration, ['gateway', 'queue', 'messageExpiration'], d),
         delayNotification: duration(q.delayNotification, ['gateway', 'queue', 'delayNotification'], d),
       },
-      limits: { ...g.limits, maxMessageSize: maxMessageSize ?? 0 },
+      limits: { ...g.limits, maxMessageSize: maxMessageSize ?? 0, idleTimeout: duration(g.limits.idleTimeout, ['gateway', 'limits', 'idleTimeout'], d) },
       dns: g.dns,
       admin: g.admin,
       log: g.log,

@@ -39,6 +39,7 @@ const gateway = z.strictObject({
       maxRecipientsPerMessage: z.number().int().min(1).default(500),
       maxConnectionsPerIp: z.number().int().min(1).default(20),
       maxConnections: z.number().int().min(1).default(1000),
+      idleTimeout: duration.default('2m'),
       maxMessagesPerMinutePerIp: z.number().int().min(1).default(600),
     })
     .prefault({}),

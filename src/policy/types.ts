@@ -74,6 +74,7 @@ export interface GatewaySettings {
     maxRecipientsPerMessage: number;
     maxConnectionsPerIp: number;
     maxConnections: number; // all clients together; beyond: 421
+    idleTimeout: number; // ms without a complete command before the session is closed
     maxMessagesPerMinutePerIp: number;
   };
   dns: { servers: string[] };

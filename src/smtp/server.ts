@@ -139,7 +139,15 @@ export class GatewayServer {
     const material = readTlsMaterial(policy);
     for (const listener of policy.gateway.listeners) {
       const server = new SMTPServer(this.options(policy, listener, material));
-      server.on('error', (err) => this.deps.log.error({ event: 'listener-error', listener: listener.name, err: err.message }, 'listener error'));
+      server.on('error', (err: Error & { remoteAddress?: string; meta?: { remoteAddress?: string } }) => {
+        // Failed handshakes and broken client sockets are the client's problem, not ours.
+        const ip = err.remoteAddress ?? err.meta?.remoteAddress;
+        if (ip || /SSL|TLS|handshake|ECONNRESET|EPIPE/i.test(err.message)) {
+          this.deps.log.info({ event: 'client-error', listener: listener.name, ip, err: err.message.split('\n')[0] }, 'client connection failed');
+        } else {
+          this.deps.log.error({ event: 'listener-error', listener: listener.name, err: err.message }, 'listener error');
+        }
+      });
       const net0 = listener.proxyProtocol ? this.proxyFront(server, listener) : server.server;
       const port = await new Promise<number>((resolve, reject) => {
         const onError = (err: Error) => reject(err);
@@ -235,7 +243,7 @@ export class GatewayServer {
       hidePIPELINING: false,
       hide8BITMIME: false,
       hideSMTPUTF8: false,
-      socketTimeout: 120_000,
+      socketTimeout: g.limits.idleTimeout,
       closeTimeout: 30_000,
       logger: false,
       resolver: {

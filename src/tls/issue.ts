@@ -20,6 +20,8 @@ export interface IssueOptions {
   notBefore?: Date;
   notAfter?: Date;
   organization?: string;
+  /** CRL distribution point URL, as publicly issued certificates carry. */
+  crlUrl?: string;
 }
 
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
@@ -31,7 +33,8 @@ export function issueCertificate(o: IssueOptions): Issued {
   cert.serialNumber = '01' + randomBytes(15).toString('hex');
   const now = Date.now();
   cert.validity.notBefore = o.notBefore ?? new Date(now - 3600_000);
-  cert.validity.notAfter = o.notAfter ?? new Date(now + 825 * 86_400_000);
+  // 397 days: within the CA/Browser Forum's 398-day limit that TLS scanners check.
+  cert.validity.notAfter = o.notAfter ?? new Date(now + 397 * 86_400_000);
   const subject = [{ name: 'commonName', value: o.commonName }];
   if (o.organization) subject.push({ name: 'organizationName', value: o.organization });
   cert.setSubject(subject);
@@ -46,6 +49,7 @@ export function issueCertificate(o: IssueOptions): Issued {
     ext.push({ name: 'extKeyUsage', serverAuth: true, clientAuth: true });
     const alt = o.altNames ?? [o.commonName];
     ext.push({ name: 'subjectAltName', altNames: alt.map((n) => (IPV4.test(n) ? { type: 7, ip: n } : { type: 2, value: n })) });
+    if (o.crlUrl) ext.push({ name: 'cRLDistributionPoints', altNames: [{ type: 6, value: o.crlUrl }] });
   }
   ext.push({ name: 'subjectKeyIdentifier' });
   if (o.issuer) ext.push({ name: 'authorityKeyIdentifier', keyIdentifier: o.issuer.cert.generateSubjectKeyIdentifier().getBytes() });

@@ -28,7 +28,7 @@ export function makePki(dir: string): TestPki {
   const gatewayCa = issueCertificate({ commonName: 'Test Gateway CA', isCA: true });
   const partnerCa = issueCertificate({ commonName: 'Test Partner CA', isCA: true });
   const rogueCa = issueCertificate({ commonName: 'Rogue CA', isCA: true });
-  const gw = write(dir, 'gateway', issueCertificate({ commonName: 'mx1.contoso.test', altNames: ['mx1.contoso.test', 'localhost', '127.0.0.1'], issuer: gatewayCa }), [gatewayCa]);
+  const gw = write(dir, 'gateway', issueCertificate({ commonName: 'mx1.contoso.test', altNames: ['mx1.contoso.test', 'localhost', '127.0.0.1'], issuer: gatewayCa, crlUrl: 'http://pki.contoso.test/gateway-ca.crl' }), [gatewayCa]);
   fs.writeFileSync(path.join(dir, 'gateway-ca.crt'), gatewayCa.certPem);
   fs.writeFileSync(path.join(dir, 'partner-ca.crt'), partnerCa.certPem);
   const now = Date.now();

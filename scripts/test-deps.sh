@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The integration tests drive the gateway with swaks (Debian package). Install it when missing.
+# The integration tests drive the gateway with swaks and check its TLS with testssl.sh (Debian
+# packages). Install them when missing.
 set -euo pipefail
-command -v swaks >/dev/null 2>&1 && exit 0
+missing=()
+command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+command -v testssl >/dev/null 2>&1 || missing+=(testssl.sh)
+[ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing swaks (apt-get) for the integration tests" >&2
+  echo "installing ${missing[*]} (apt-get) for the integration tests" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null && apt-get install -y -qq swaks >/dev/null
+  apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  echo "the integration tests need swaks: sudo apt-get install -y swaks" >&2
+  echo "the integration tests need: sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 fi

@@ -391,7 +391,10 @@ describe('crash safety: kill -9 several times under load', () => {
     expect(acked.size).toBeGreaterThan(20);
     expect(refused.size).toBeGreaterThan(2);
     const seen = () => new Set(sink.messages.map((m) => /^X-Test-Id: (\S+)/m.exec(m.raw)?.[1]));
-    await until(() => [...acked].every((id) => seen().has(id)), 60_000, 'every acknowledged message at the sink');
+    await until(() => {
+      const got = seen();
+      return [...acked].every((id) => got.has(id));
+    }, 60_000, 'every acknowledged message at the sink');
     const got = seen();
     for (const id of refused) expect(got.has(id), id).toBe(false);
     await gw.stop();

@@ -1,5 +1,6 @@
 // PURE. Inbound attribution and checks of SPEC §3: facts in, a decision out.
-import { bestDomainMatch, certNameMatches, normalizeDomain, parseIp, smallestContainingRange } from './match.js';
+import { bestDomainMatch, certNameMatches, normalizeDomain, parseIp } from './match.js';
+import { DomainIndex, IpIndex, memo } from './index.js';
 import type { IpRange } from './match.js';
 import { replies, type Reply } from './replies.js';
 import type { AcceptedDomain, InboundConnector, Policy } from './types.js';
@@ -68,6 +69,7 @@ interface Candidate {
   domainScore: number;
   range: IpRange | null;
   byCertificate: boolean;
+  position: number;
 }
 
 function certificateCarries(c: InboundConnector, certNames: readonly string[]): boolean {
@@ -75,20 +77,63 @@ function certificateCarries(c: InboundConnector, certNames: readonly string[]): 
   return p !== null && certNames.some((n) => certNameMatches(p, n));
 }
 
-function candidate(c: InboundConnector, domain: string, ip: ReturnType<typeof parseIp>, certNames: readonly string[]): Candidate | null {
-  if (!c.enabled) return null;
-  const domainScore = bestDomainMatch(c.senderDomains, domain);
-  if (domainScore < 0) return null;
-  let range: IpRange | null = null;
-  if (c.senderIPAddresses.length) {
-    range = ip ? smallestContainingRange(c.senderIPAddresses, ip) : null;
-    if (!range) return null;
-  }
-  if (c.tlsSenderCertificateName && !certificateCarries(c, certNames)) return null;
-  return { connector: c, domainScore, range, byCertificate: c.tlsSenderCertificateName !== null };
+interface InboundIndex {
+  position: Map<InboundConnector, number>;
+  /** Enabled connectors that list IP ranges, by range. */
+  ip: IpIndex<InboundConnector>;
+  /** Enabled connectors without IP ranges, by sender domain pattern. */
+  withoutIp: DomainIndex<InboundConnector>;
+  /** Enabled restricting partner connectors, by the sender domains they claim. */
+  claimants: DomainIndex<InboundConnector>;
 }
 
-/** Orders candidates most specific first: certificate > smallest IP range > sender domain score. */
+const inboundIndexes = new WeakMap<readonly InboundConnector[], InboundIndex>();
+
+export function inboundIndex(connectors: readonly InboundConnector[]): InboundIndex {
+  return memo(inboundIndexes, connectors, () => {
+    const enabled = connectors.filter((c) => c.enabled);
+    const withoutIp = new DomainIndex<InboundConnector>();
+    const claimants = new DomainIndex<InboundConnector>();
+    for (const c of enabled) {
+      if (!c.senderIPAddresses.length) withoutIp.add(c, c.senderDomains);
+      if (c.connectorType === 'partner' && (c.restrictDomainsToIPAddresses || c.restrictDomainsToCertificate)) claimants.add(c, c.senderDomains);
+    }
+    return {
+      position: new Map(connectors.map((c, i) => [c, i])),
+      ip: new IpIndex(enabled.flatMap((c) => c.senderIPAddresses.map((range) => ({ item: c, range })))),
+      withoutIp,
+      claimants,
+    };
+  });
+}
+
+/** For each connector whose ranges contain ip, its smallest containing range. */
+function rangesContaining(idx: InboundIndex, ip: ReturnType<typeof parseIp>): Map<InboundConnector, IpRange> {
+  const out = new Map<InboundConnector, IpRange>();
+  if (!ip) return out;
+  for (const { item, range } of idx.ip.lookup(ip)) {
+    const had = out.get(item);
+    if (!had || range.size < had.size) out.set(item, range);
+  }
+  return out;
+}
+
+function candidates(idx: InboundIndex, byIp: Map<InboundConnector, IpRange>, domain: string, certNames: readonly string[]): Candidate[] {
+  const out: Candidate[] = [];
+  for (const [c, range] of byIp) {
+    const domainScore = bestDomainMatch(c.senderDomains, domain);
+    if (domainScore < 0) continue;
+    if (c.tlsSenderCertificateName && !certificateCarries(c, certNames)) continue;
+    out.push({ connector: c, domainScore, range, byCertificate: c.tlsSenderCertificateName !== null, position: idx.position.get(c)! });
+  }
+  for (const { item: c, score } of idx.withoutIp.lookup(domain)) {
+    if (c.tlsSenderCertificateName && !certificateCarries(c, certNames)) continue;
+    out.push({ connector: c, domainScore: score, range: null, byCertificate: c.tlsSenderCertificateName !== null, position: idx.position.get(c)! });
+  }
+  return out;
+}
+
+/** Orders candidates most specific first: certificate > smallest IP range > sender domain score > listed first. */
 function moreSpecific(a: Candidate, b: Candidate): number {
   if (a.byCertificate !== b.byCertificate) return a.byCertificate ? -1 : 1;
   if (a.range && b.range) {
@@ -96,7 +141,7 @@ function moreSpecific(a: Candidate, b: Candidate): number {
   } else if (a.range || b.range) {
     return a.range ? -1 : 1;
   }
-  return b.domainScore - a.domainScore;
+  return b.domainScore - a.domainScore || a.position - b.position;
 }
 
 function describe(c: Candidate): { identifiedBy: IdentifiedBy; matched: string } {
@@ -113,14 +158,12 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
   const domain = domainOf(facts.sender);
   const certNames = facts.certNames;
 
-  const candidates: Candidate[] = [];
-  for (const c of connectors) {
-    const cand = candidate(c, domain, ip, certNames);
-    if (cand) candidates.push(cand);
-  }
+  const idx = inboundIndex(connectors);
+  const byIp = rangesContaining(idx, ip);
+  const applicable = candidates(idx, byIp, domain, certNames);
 
   // Rule 1: an onPremises connector that applies by IP or certificate wins.
-  const onPrem = candidates.filter((c) => c.connector.connectorType === 'onPremises' && (c.byCertificate || c.range));
+  const onPrem = applicable.filter((c) => c.connector.connectorType === 'onPremises' && (c.byCertificate || c.range));
   let chosen: Candidate | null = null;
   let mayRelay = false;
   if (onPrem.length) {
@@ -129,7 +172,7 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
     trace.push(`rule 1: onPremises connector "${chosen.connector.name}" applies by ${describe(chosen).identifiedBy} (${describe(chosen).matched})`);
   } else {
     // Rule 2: the most specific applicable partner connector.
-    const partners = candidates.filter((c) => c.connector.connectorType === 'partner').sort(moreSpecific);
+    const partners = applicable.filter((c) => c.connector.connectorType === 'partner').sort(moreSpecific);
     chosen = partners[0] ?? null;
     if (chosen) trace.push(`rule 2: partner connector "${chosen.connector.name}" applies by ${describe(chosen).identifiedBy} (${describe(chosen).matched})`);
     else trace.push('rule 2: no connector applies; the transaction is unattributed');
@@ -142,16 +185,12 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
   let claimAudits: Refusal[] = [];
   const claimants: InboundConnector[] = [];
   if (!mayRelay) {
-    const byDomain = connectors
-      .filter((c) => c.enabled && c.connectorType === 'partner' && (c.restrictDomainsToIPAddresses || c.restrictDomainsToCertificate))
-      .map((c) => ({ c, score: bestDomainMatch(c.senderDomains, domain) }))
-      .filter((x) => x.score >= 0)
-      .sort((a, b) => b.score - a.score);
-    for (const { c } of byDomain) claimants.push(c);
+    const byDomain = idx.claimants.lookup(domain).sort((a, b) => b.score - a.score || idx.position.get(a.item)! - idx.position.get(b.item)!);
+    for (const { item } of byDomain) claimants.push(item);
     const failures: Refusal[] = [];
     let met = false;
     for (const c of claimants) {
-      if (c.restrictDomainsToIPAddresses && !(ip && smallestContainingRange(c.senderIPAddresses, ip))) {
+      if (c.restrictDomainsToIPAddresses && !byIp.has(c)) {
         failures.push({ rule: 'claim-ip', connector: c.name, reply: replies.ipNotAllowed(c.name) });
       } else if (c.restrictDomainsToCertificate && !certificateCarries(c, certNames)) {
         failures.push({ rule: 'claim-certificate', connector: c.name, reply: replies.certificateRequired(c.name) });

@@ -1,5 +1,6 @@
 // PURE. Outbound routing of SPEC §4: recipient domain in, the outbound connector (or MX) out.
 import { domainMatchScore } from './match.js';
+import { DomainIndex, memo } from './index.js';
 import type { OutboundConnector, Policy } from './types.js';
 import { acceptedDomainFor } from './accepted.js';
 
@@ -22,14 +23,23 @@ export function connectorScore(c: OutboundConnector, domain: string, isAccepted:
   return best;
 }
 
+const indexes = new WeakMap<readonly OutboundConnector[], { index: DomainIndex<OutboundConnector>; position: Map<OutboundConnector, number>; allAccepted: OutboundConnector | null }>();
+
 /** The outbound connector for a recipient domain; ties go to the connector listed first. */
 export function routeDomain(policy: Policy, domain: string): Route {
-  const isAccepted = acceptedDomainFor(policy.acceptedDomains, domain) !== null;
-  let best: { connector: OutboundConnector; score: number; matchedBy: string } | null = null;
-  for (const c of policy.outboundConnectors) {
-    if (!c.enabled) continue;
-    const { score, matchedBy } = connectorScore(c, domain, isAccepted);
-    if (score >= 0 && (!best || score > best.score)) best = { connector: c, score, matchedBy };
+  const { index, position, allAccepted } = memo(indexes, policy.outboundConnectors, () => {
+    const index = new DomainIndex<OutboundConnector>();
+    const enabled = policy.outboundConnectors.filter((c) => c.enabled);
+    for (const c of enabled) index.add(c, c.recipientDomains);
+    return { index, position: new Map(policy.outboundConnectors.map((c, i) => [c, i])), allAccepted: enabled.find((c) => c.allAcceptedDomains) ?? null };
+  });
+  let best: { connector: OutboundConnector; score: number } | null = null;
+  for (const { item, score } of index.lookup(domain)) {
+    if (!best || score > best.score || (score === best.score && position.get(item)! < position.get(best.connector)!)) best = { connector: item, score };
   }
-  return best ? { kind: 'connector', connector: best.connector, matchedBy: best.matchedBy } : { kind: 'mx', domain };
+  if (allAccepted && (!best || best.score < ALL_ACCEPTED_SCORE) && acceptedDomainFor(policy.acceptedDomains, domain)) {
+    return { kind: 'connector', connector: allAccepted, matchedBy: 'allAcceptedDomains' };
+  }
+  if (!best) return { kind: 'mx', domain };
+  return { kind: 'connector', connector: best.connector, matchedBy: connectorScore(best.connector, domain, false).matchedBy };
 }

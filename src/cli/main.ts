@@ -7,7 +7,7 @@ import { formatDiagnostic } from '../config/diagnostics.js';
 import { createLogger } from '../observe/log.js';
 import { Spool, isQueueId } from '../queue/spool.js';
 import { FLUSH_FILE, QueueManager } from '../queue/manager.js';
-import { deliver } from '../delivery/client.js';
+import { ConnectionPool, deliver } from '../delivery/client.js';
 import { HopResolver } from '../delivery/resolve.js';
 import { GatewayServer } from '../smtp/server.js';
 import { issueCertificate } from '../tls/issue.js';
@@ -101,6 +101,7 @@ async function serve(args: string[]): Promise<void> {
     try {
       const next = deliveryDeps(r.policy);
       server.reload(r.policy);
+      delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
     } catch (e) {
       metrics.reloads.inc({ result: 'refused' });
@@ -123,6 +124,7 @@ async function serve(args: string[]): Promise<void> {
     log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
     await server.stop(10_000);
     await manager.stop(10_000);
+    delivery.pool.closeAll();
     log.info({ event: 'stopped' }, 'stopped');
     log.flush();
     setTimeout(() => process.exit(0), 50);
@@ -169,6 +171,7 @@ function deliveryDeps(policy: Policy) {
   const cas = new Map<string, string>();
   return {
     policy,
+    pool: new ConnectionPool(),
     identity: { key: fs.readFileSync(policy.gateway.tls.key, 'utf8'), cert: fs.readFileSync(policy.gateway.tls.certificate, 'utf8') },
     resolver: new HopResolver(policy.gateway.dns.servers),
     readCa: (f: string) => {

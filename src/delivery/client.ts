@@ -32,6 +32,8 @@ export interface DeliveryDeps {
   resolver: HopResolver;
   /** Extra trust roots per file (connector tlsCertificateAuthorities), cached by the caller. */
   readCa: (file: string) => string;
+  /** Reused connections; none = one connection per delivery. */
+  pool?: ConnectionPool;
   timeouts?: { connection: number; greeting: number; socket: number };
 }
 
@@ -125,11 +127,115 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   return all({ status: 'deferred', code: last.code, detail: last.detail });
 }
 
-function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: TlsRequirement): Promise<Map<string, RecipientOutcome> | HopFailure> {
-  const remote = `${hop.name}[${hop.address}]:${hop.port}`;
-  const sni = hop.name !== hop.address ? hop.name : undefined;
+type Conn = InstanceType<typeof SMTPConnection>;
+
+/** Ends a connection politely; errors of a closing socket are of no interest. */
+function dispose(conn: Conn): void {
+  conn.removeAllListeners('error');
+  conn.on('error', () => {});
+  conn.quit();
+}
+type SendInfo = { accepted: string[]; rejected: string[]; rejectedErrors?: NodemailerError[]; response?: string };
+
+/**
+ * Idle SMTP connections per next hop and TLS requirement, reused for the next message (one
+ * TLS handshake for many messages, as Postfix's connection cache does). A connection serves at
+ * most MAX_USES messages and is closed after IDLE_MS unused.
+ */
+export class ConnectionPool {
+  private idle = new Map<string, Array<{ conn: Conn; uses: number; timer: NodeJS.Timeout; drop: () => void }>>();
+  static readonly MAX_USES = 100;
+  static readonly IDLE_MS = 5_000;
+
+  take(key: string): { conn: Conn; uses: number } | null {
+    const list = this.idle.get(key);
+    const e = list?.pop();
+    if (!e) return null;
+    if (!list!.length) this.idle.delete(key);
+    clearTimeout(e.timer);
+    e.conn.removeListener('error', e.drop);
+    e.conn.removeListener('end', e.drop);
+    return { conn: e.conn, uses: e.uses };
+  }
+
+  give(key: string, conn: Conn, uses: number): void {
+    if (uses >= ConnectionPool.MAX_USES) return dispose(conn);
+    const list = this.idle.get(key) ?? [];
+    const entry = {
+      conn,
+      uses,
+      timer: setTimeout(() => drop(), ConnectionPool.IDLE_MS),
+      drop: () => drop(),
+    };
+    const drop = () => {
+      clearTimeout(entry.timer);
+      const l = this.idle.get(key);
+      const i = l?.indexOf(entry) ?? -1;
+      if (i >= 0) l!.splice(i, 1);
+      if (l && !l.length) this.idle.delete(key);
+      conn.removeListener('end', entry.drop);
+      dispose(conn);
+      conn.close();
+    };
+    entry.timer.unref();
+    conn.once('error', entry.drop);
+    conn.once('end', entry.drop);
+    list.push(entry);
+    this.idle.set(key, list);
+  }
+
+  closeAll(): void {
+    for (const list of [...this.idle.values()]) for (const e of [...list]) e.drop();
+  }
+}
+
+type SendOutcome = { kind: 'result'; result: Map<string, RecipientOutcome>; reusable: boolean } | { kind: 'failure'; failure: HopFailure };
+
+/** One SMTP transaction on an open connection. */
+function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: boolean): Promise<SendOutcome> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (v: SendOutcome) => {
+      if (settled) return;
+      settled = true;
+      conn.removeListener('error', onError);
+      conn.removeListener('end', onEnd);
+      resolve(v);
+    };
+    const onError = (err: NodemailerError) => done({ kind: 'failure', failure: classifyConnectionError(err, requireTLS) });
+    const onEnd = () => done({ kind: 'failure', failure: { code: '4.4.318', detail: `connection to ${remote} closed` } });
+    conn.once('error', onError);
+    conn.once('end', onEnd);
+    const env = job.envelope;
+    conn.send({ from: env.sender, to: job.recipients, size: env.size, use8BitMime: env.bodyType === '8bitmime' }, job.content(), (err: NodemailerError | null, info?: SendInfo) => {
+      const out = new Map<string, RecipientOutcome>();
+      if (err && !info) {
+        if (!err.responseCode) return done({ kind: 'failure', failure: classifyConnectionError(err, requireTLS) });
+        const o = replyOutcome(err.response ?? err.message, err.responseCode, remote);
+        for (const r of job.recipients) out.set(r, o);
+        for (const re of (err as { rejectedErrors?: NodemailerError[] }).rejectedErrors ?? []) {
+          const who = (re as { recipient?: string }).recipient;
+          if (who && re.responseCode) out.set(who, replyOutcome(re.response ?? re.message, re.responseCode, remote));
+        }
+        return done({ kind: 'result', result: out, reusable: false });
+      }
+      const accepted = new Set(info!.accepted.map((a) => a.toLowerCase()));
+      for (const r of job.recipients) {
+        if (accepted.has(r.toLowerCase())) out.set(r, { status: 'delivered', code: '2.0.0', detail: `${remote} said: ${info!.response ?? '250'}`, remote });
+      }
+      for (const re of info!.rejectedErrors ?? []) {
+        const who = (re as { recipient?: string }).recipient;
+        if (who && !out.has(who)) out.set(who, replyOutcome(re.response ?? re.message, re.responseCode ?? 450, remote));
+      }
+      for (const r of job.recipients) if (!out.has(r)) out.set(r, { status: 'deferred', code: '4.0.0', detail: `${remote}: no reply for this recipient`, remote });
+      done({ kind: 'result', result: out, reusable: true });
+    });
+  });
+}
+
+/** Opens a connection with the TLS the connector demands; a HopFailure when it cannot be had. */
+function open(deps: DeliveryDeps, hop: NextHop, tlsOpts: ReturnType<typeof connectionTlsOptions>, remote: string): Promise<Conn | HopFailure> {
   const t = deps.timeouts ?? { connection: 30_000, greeting: 30_000, socket: 300_000 };
-  const tlsOpts = connectionTlsOptions(req, deps.identity, sni);
   return new Promise((resolve) => {
     let settled = false;
     const conn = new SMTPConnection({
@@ -142,58 +248,57 @@ function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: TlsReq
       logger: false,
       ...tlsOpts,
     });
-    const done = (v: Map<string, RecipientOutcome> | HopFailure) => {
+    const fail = (f: HopFailure) => {
       if (settled) return;
       settled = true;
-      resolve(v);
-    };
-    conn.once('error', (err: NodemailerError) => {
-      done(classifyConnectionError(err, tlsOpts.requireTLS));
+      conn.removeAllListeners('end');
+      conn.on('error', () => {});
       conn.close();
-    });
-    conn.once('end', () => done({ code: '4.4.318', detail: `connection to ${remote} closed` }));
+      resolve(f);
+    };
+    conn.once('error', (err: NodemailerError) => fail(classifyConnectionError(err, tlsOpts.requireTLS)));
+    conn.once('end', () => fail({ code: '4.4.318', detail: `connection to ${remote} closed` }));
     conn.connect(() => {
+      if (settled) return;
       if (tlsOpts.requireTLS && !conn.secure) {
         // Belt and braces: never send a message in plaintext when the connector requires TLS.
-        done({ code: '4.4.317', detail: `TLS required but not established with ${remote}` });
-        conn.close();
-        return;
+        return fail({ code: '4.4.317', detail: `TLS required but not established with ${remote}` });
       }
-      const env = job.envelope;
-      conn.send(
-        { from: env.sender, to: job.recipients, size: env.size, use8BitMime: env.bodyType === '8bitmime' },
-        job.content(),
-        (err: NodemailerError | null, info?: { accepted: string[]; rejected: string[]; rejectedErrors?: NodemailerError[]; response?: string }) => {
-          const out = new Map<string, RecipientOutcome>();
-          if (err && !info) {
-            if (err.responseCode) {
-              const o = replyOutcome(err.response ?? err.message, err.responseCode, remote);
-              for (const r of job.recipients) out.set(r, o);
-              // A recipient-level reply list may be attached to the error.
-              for (const re of (err as { rejectedErrors?: NodemailerError[] }).rejectedErrors ?? []) {
-                const who = (re as { recipient?: string }).recipient;
-                if (who && re.responseCode) out.set(who, replyOutcome(re.response ?? re.message, re.responseCode, remote));
-              }
-              conn.quit();
-              return done(out);
-            }
-            done(classifyConnectionError(err, tlsOpts.requireTLS));
-            conn.close();
-            return;
-          }
-          const accepted = new Set(info!.accepted.map((a) => a.toLowerCase()));
-          for (const r of job.recipients) {
-            if (accepted.has(r.toLowerCase())) out.set(r, { status: 'delivered', code: '2.0.0', detail: `${remote} said: ${info!.response ?? '250'}`, remote });
-          }
-          for (const re of info!.rejectedErrors ?? []) {
-            const who = (re as { recipient?: string }).recipient;
-            if (who && !out.has(who)) out.set(who, replyOutcome(re.response ?? re.message, re.responseCode ?? 450, remote));
-          }
-          for (const r of job.recipients) if (!out.has(r)) out.set(r, { status: 'deferred', code: '4.0.0', detail: `${remote}: no reply for this recipient`, remote });
-          conn.quit();
-          done(out);
-        },
-      );
+      settled = true;
+      conn.removeAllListeners('error');
+      conn.removeAllListeners('end');
+      resolve(conn);
     });
   });
+}
+
+async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: TlsRequirement): Promise<Map<string, RecipientOutcome> | HopFailure> {
+  const remote = `${hop.name}[${hop.address}]:${hop.port}`;
+  const sni = hop.name !== hop.address ? hop.name : undefined;
+  const tlsOpts = connectionTlsOptions(req, deps.identity, sni);
+  const key = `${hop.address}|${hop.port}|${sni ?? ''}|${req.settings}|${req.domain?.text ?? ''}|${req.ca?.length ?? 0}`;
+  const pool = deps.pool;
+  // A cached connection first; if it went stale, a fresh one.
+  const cached = pool?.take(key);
+  if (cached) {
+    const r = await transaction(cached.conn, job, remote, tlsOpts.requireTLS);
+    if (r.kind === 'result') {
+      if (r.reusable) pool!.give(key, cached.conn, cached.uses + 1);
+      else dispose(cached.conn);
+      return r.result;
+    }
+    dispose(cached.conn);
+    cached.conn.close();
+  }
+  const conn = await open(deps, hop, tlsOpts, remote);
+  if (!(conn instanceof SMTPConnection)) return conn as HopFailure;
+  const r = await transaction(conn, job, remote, tlsOpts.requireTLS);
+  if (r.kind === 'failure') {
+    dispose(conn);
+    conn.close();
+    return r.failure;
+  }
+  if (r.reusable && pool) pool.give(key, conn, 1);
+  else dispose(conn);
+  return r.result;
 }

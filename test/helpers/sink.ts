@@ -16,6 +16,8 @@ export interface Sink {
   messages: SunkMessage[];
   /** Sessions that issued MAIL FROM without TLS. */
   plaintextTransactions: number;
+  /** TCP connections accepted. */
+  connections: number;
   close: () => Promise<void>;
   waitFor: (n: number, timeoutMs?: number) => Promise<SunkMessage[]>;
 }
@@ -32,6 +34,7 @@ export interface SinkOptions {
 export async function startSink(o: SinkOptions = {}): Promise<Sink> {
   const messages: SunkMessage[] = [];
   let plaintext = 0;
+  let connections = 0;
   const waiters: Array<() => void> = [];
   const options: SMTPServerOptions = {
     secure: false,
@@ -40,7 +43,12 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     hideSTARTTLS: !!o.noStartTls,
     logger: false,
     disableReverseLookup: true,
+    closeTimeout: 200, // the gateway keeps idle connections cached; do not wait for them
     ...(o.cert ? { key: o.cert.key, cert: o.cert.cert } : {}),
+    onConnect(_session, cb) {
+      connections++;
+      cb();
+    },
     onMailFrom(_a, session, cb) {
       if (!session.secure) plaintext++;
       cb();
@@ -67,6 +75,7 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     },
   };
   const server = new SMTPServer(options);
+  server.on('error', () => {}); // client sockets reset by the gateway
   const host = o.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
@@ -79,6 +88,9 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     messages,
     get plaintextTransactions() {
       return plaintext;
+    },
+    get connections() {
+      return connections;
     },
     close: () => new Promise((r) => server.close(() => r())),
     waitFor: async (n, timeoutMs = 15_000) => {

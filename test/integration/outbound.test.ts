@@ -71,6 +71,7 @@ beforeAll(async () => {
   sinks.onprem = await startSink({ cert: { cert: certs.good.certPem, key: certs.good.keyPem } });
   sinks.contoso = await startSink({ cert: { cert: certs.good.certPem, key: certs.good.keyPem } });
   sinks.subs = await startSink({ cert: { cert: certs.good.certPem, key: certs.good.keyPem } });
+  sinks.pooled = await startSink({ cert: { cert: certs.good.certPem, key: certs.good.keyPem } });
   sinks.rejecter = await startSink({ rcpt: (a) => (a.startsWith('nobody@') ? [550, '5.1.1 User unknown'] : null) });
   sinks.mx = await startSink({ host: '127.0.0.31', port: 25, cert: { cert: certs.self.certPem, key: certs.self.keyPem } });
   deadPort = await freePort();
@@ -110,6 +111,7 @@ beforeAll(async () => {
       { name: 'DV recipient domain', connectorType: 'partner', recipientDomains: ['partner.test', 'other.test'], smartHosts: [`[127.0.0.1]:${sinks.good!.port}`], tlsSettings: 'domainValidation', tlsCertificateAuthorities: pki.partnerCa },
       { name: 'Failover', connectorType: 'partner', recipientDomains: ['failover.test'], smartHosts: [`[127.0.0.1]:${deadPort}`, `[127.0.0.1]:${sinks.good!.port}`, `127.0.0.1:${deadPort}`], tlsSettings: 'encryptionOnly' },
       { name: 'By name', connectorType: 'partner', recipientDomains: ['named.test'], smartHosts: [`relay.partner.test:${sinks.good!.port}`], tlsSettings: 'domainValidation', tlsDomain: 'sink.partner.test', tlsCertificateAuthorities: pki.partnerCa },
+      { name: 'Pooled', connectorType: 'partner', recipientDomains: ['pooled.test'], smartHosts: [`[127.0.0.1]:${sinks.pooled.port}`], tlsSettings: 'encryptionOnly' },
       { name: 'Later', connectorType: 'partner', recipientDomains: ['later.test'], smartHosts: [`[127.0.0.1]:${laterPort}`] },
       { name: 'Rejecter', connectorType: 'partner', recipientDomains: ['bounce.test'], smartHosts: [`[127.0.0.1]:${sinks.rejecter.port}`] },
     ],
@@ -178,6 +180,15 @@ describe('next hops', () => {
     for (const r of rcpts) await sendFromOnPrem([r]);
     await until(() => rcpts.every(hasDelivered), 15_000, 'failover deliveries');
     expect(rcpts.some((r) => deferral(r))).toBe(false);
+  });
+  it('reuses a TLS connection to a smart host for the next messages', async () => {
+    for (let i = 0; i < 6; i++) {
+      await sendFromOnPrem([`p${i}@pooled.test`]);
+      await until(() => hasDelivered(`p${i}@pooled.test`), 10_000, 'pooled delivery');
+    }
+    expect(sinks.pooled!.messages.length).toBe(6);
+    expect(sinks.pooled!.messages.every((m) => m.secure)).toBe(true);
+    expect(sinks.pooled!.connections).toBe(1);
   });
   it('resolves a smart host name through the configured DNS server (MX, then A)', async () => {
     await sendFromOnPrem(['x@named.test']);

@@ -11,12 +11,20 @@ export function lint(p: Policy, d: Diagnostics): void {
   lintOutbound(p, d);
 }
 
+/** Reports every connector whose name an earlier one already has. */
+function uniqueNames(list: ReadonlyArray<{ name: string }>, direction: string, d: Diagnostics): void {
+  const seen = new Set<string>();
+  list.forEach((c, i) => {
+    if (seen.has(c.name)) d.error([direction, i, 'name'], `connector name "${c.name}" is used twice`, 'give each connector its own name');
+    seen.add(c.name);
+  });
+}
+
 function lintInbound(p: Policy, d: Diagnostics): void {
   const scopes = new Map<string, string>();
+  uniqueNames(p.inboundConnectors, 'inboundConnectors', d);
   p.inboundConnectors.forEach((c, i) => {
     const at: Path = ['inboundConnectors', i];
-    const names = p.inboundConnectors.filter((o) => o.name === c.name);
-    if (names.length > 1 && names[0] !== c) d.error([...at, 'name'], `connector name "${c.name}" is used twice`, 'give each connector its own name');
     if (c.restrictDomainsToIPAddresses && !c.senderIPAddresses.length) {
       d.error([...at, 'restrictDomainsToIPAddresses'], 'restrictDomainsToIPAddresses needs senderIPAddresses', 'list the partner\'s IP ranges in senderIPAddresses');
     }
@@ -43,21 +51,22 @@ function lintInbound(p: Policy, d: Diagnostics): void {
     else scopes.set(scope, c.name);
   });
   // A sender-domain-only partner connector that a restricting connector for the same domains always overrides.
+  const restricting = new Map<string, string>();
+  for (const o of p.inboundConnectors) {
+    if (o.enabled && o.connectorType === 'partner' && (o.restrictDomainsToIPAddresses || o.restrictDomainsToCertificate)) restricting.set(key(o.senderDomains), o.name);
+  }
   p.inboundConnectors.forEach((c, i) => {
     if (!c.enabled || c.connectorType !== 'partner' || c.senderIPAddresses.length || c.tlsSenderCertificateName) return;
-    const over = p.inboundConnectors.find(
-      (o) => o !== c && o.enabled && o.connectorType === 'partner' && (o.restrictDomainsToIPAddresses || o.restrictDomainsToCertificate) && key(o.senderDomains) === key(c.senderDomains),
-    );
-    if (over) d.warn(['inboundConnectors', i], `connector "${over.name}" restricts the same sender domains and will always override this one`);
+    const over = restricting.get(key(c.senderDomains));
+    if (over && over !== c.name) d.warn(['inboundConnectors', i], `connector "${over}" restricts the same sender domains and will always override this one`);
   });
 }
 
 function lintOutbound(p: Policy, d: Diagnostics): void {
   const owner = new Map<string, string>();
+  uniqueNames(p.outboundConnectors, 'outboundConnectors', d);
   p.outboundConnectors.forEach((c, i) => {
     const at: Path = ['outboundConnectors', i];
-    const names = p.outboundConnectors.filter((o) => o.name === c.name);
-    if (names.length > 1 && names[0] !== c) d.error([...at, 'name'], `connector name "${c.name}" is used twice`, 'give each connector its own name');
     if (c.tlsDomain && c.tlsSettings !== 'domainValidation') {
       d.error([...at, 'tlsDomain'], 'tlsDomain only applies with tlsSettings: domainValidation', 'set tlsSettings: domainValidation or remove tlsDomain');
     }

@@ -187,23 +187,23 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
   if (!mayRelay) {
     const byDomain = idx.claimants.lookup(domain).sort((a, b) => b.score - a.score || idx.position.get(a.item)! - idx.position.get(b.item)!);
     for (const { item } of byDomain) claimants.push(item);
-    const failures: Refusal[] = [];
+    const failures: Array<{ refusal: Refusal; mode: InboundConnector['mode'] }> = [];
     let met = false;
     for (const c of claimants) {
       if (c.restrictDomainsToIPAddresses && !byIp.has(c)) {
-        failures.push({ rule: 'claim-ip', connector: c.name, reply: replies.ipNotAllowed(c.name) });
+        failures.push({ refusal: { rule: 'claim-ip', connector: c.name, reply: replies.ipNotAllowed(c.name) }, mode: c.mode });
       } else if (c.restrictDomainsToCertificate && !certificateCarries(c, certNames)) {
-        failures.push({ rule: 'claim-certificate', connector: c.name, reply: replies.certificateRequired(c.name) });
+        failures.push({ refusal: { rule: 'claim-certificate', connector: c.name, reply: replies.certificateRequired(c.name) }, mode: c.mode });
       } else {
         met = true;
         trace.push(`rule 3: claim of connector "${c.name}" is met`);
       }
     }
     if (!met && failures.length) {
-      const enforcing = failures.filter((f) => modeOf(connectors, f.connector) === 'enforce');
-      claimRefusal = enforcing[0] ?? null;
-      claimAudits = enforcing.length ? [] : failures;
-      for (const f of failures) trace.push(`rule 3: connector "${f.connector}" claims the sender domain: ${f.reply.text}`);
+      const enforcing = failures.filter((f) => f.mode === 'enforce');
+      claimRefusal = enforcing[0]?.refusal ?? null;
+      claimAudits = enforcing.length ? [] : failures.map((f) => f.refusal);
+      for (const f of failures) trace.push(`rule 3: connector "${f.refusal.connector}" claims the sender domain: ${f.refusal.reply.text}`);
     }
   }
 
@@ -239,10 +239,6 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
     audits,
     trace,
   };
-}
-
-function modeOf(connectors: readonly InboundConnector[], name: string | null): 'enforce' | 'audit' {
-  return connectors.find((c) => c.name === name)?.mode ?? 'enforce';
 }
 
 export interface RecipientDecision {

@@ -102,8 +102,27 @@ function toBig(addr: ipaddr.IPv4 | ipaddr.IPv6): bigint {
   return n;
 }
 
+const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+/** Dotted-quad IPv4 without ipaddr.js (the hot path of every lookup); null when not one. */
+function parseIpv4(text: string): bigint | null {
+  const m = DOTTED_QUAD.exec(text);
+  if (!m) return null;
+  let n = 0;
+  for (let i = 1; i <= 4; i++) {
+    const o = m[i]!;
+    if (o.length > 1 && o[0] === '0') return null; // no octal-looking octets
+    const v = Number(o);
+    if (v > 255) return null;
+    n = n * 256 + v;
+  }
+  return BigInt(n);
+}
+
 /** Parses an address as a client IP, folding IPv4-mapped IPv6 into IPv4. Null when invalid. */
 export function parseIp(text: string): { v6: boolean; value: bigint } | null {
+  const v4 = parseIpv4(text);
+  if (v4 !== null) return { v6: false, value: v4 };
   if (!ipaddr.isValid(text)) return null;
   const a = ipaddr.process(text);
   return { v6: a.kind() === 'ipv6', value: toBig(a) };
@@ -125,6 +144,14 @@ export function parseIpRange(text: string): IpRange | string {
     return { v6: pa.kind() === 'ipv6', lo, hi, size: hi - lo + 1n, text };
   }
   if (t.includes('/')) {
+    const slash = t.indexOf('/');
+    const base4 = parseIpv4(t.slice(0, slash));
+    const bitsText = t.slice(slash + 1);
+    if (base4 !== null && /^\d{1,2}$/.test(bitsText) && Number(bitsText) <= 32) {
+      const hostBits = BigInt(32 - Number(bitsText));
+      const lo = (base4 >> hostBits) << hostBits;
+      return { v6: false, lo, hi: lo + (1n << hostBits) - 1n, size: 1n << hostBits, text };
+    }
     if (!ipaddr.isValidCIDR(t)) return bad;
     const [addr, bits] = ipaddr.parseCIDR(t);
     const width = addr.kind() === 'ipv6' ? 128 : 32;
@@ -132,6 +159,8 @@ export function parseIpRange(text: string): IpRange | string {
     const base = (toBig(addr) >> hostBits) << hostBits;
     return { v6: addr.kind() === 'ipv6', lo: base, hi: base + (1n << hostBits) - 1n, size: 1n << hostBits, text };
   }
+  const v4 = parseIpv4(t);
+  if (v4 !== null) return { v6: false, lo: v4, hi: v4, size: 1n, text };
   if (!ipaddr.isValid(t)) return bad;
   const a = ipaddr.parse(t);
   const v = toBig(a);

@@ -1,0 +1,341 @@
+// npm run bench: the gateway and Postfix doing the same job under the same load, side by side,
+// plus an idle-TLS memory scenario and a policy micro-benchmark. Loopback only, bounded.
+//   node dist-bench/bench/run.js [--sessions 50] [--messages 20] [--size 10240] [--idle 2000]
+//                                [--no-postfix] [--connectors 10000] [--ranges 100000]
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { configurePostfix, ensurePostfixInstalled, startPostfix, stopPostfix } from './postfix.js';
+import { policyMicroBenchmark } from './policy-micro.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const HERE = import.meta.dirname;
+const { values: opt } = parseArgs({
+  options: {
+    sessions: { type: 'string', default: '50' },
+    messages: { type: 'string', default: '20' },
+    size: { type: 'string', default: '10240' },
+    idle: { type: 'string', default: '2000' },
+    'no-postfix': { type: 'boolean', default: false },
+    connectors: { type: 'string', default: '10000' },
+    ranges: { type: 'string', default: '100000' },
+  },
+});
+const SESSIONS = Number(opt.sessions);
+const MESSAGES = Number(opt.messages);
+const SIZE = Number(opt.size);
+const TOTAL = SESSIONS * MESSAGES;
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-bench-'));
+
+function openssl(args: string[]): void {
+  execFileSync('openssl', args, { stdio: 'ignore' });
+}
+
+/** ECDSA P-256 certificates (the same for both targets): a CA, the server, the sink. */
+function makeCerts(): { ca: string; cert: string; key: string; sinkCert: string; sinkKey: string } {
+  const p = (f: string) => path.join(work, f);
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '30', '-subj', '/CN=Bench CA']);
+  for (const [name, cn] of [['server', 'localhost'], ['sink', 'sink.bench.test']] as const) {
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`]);
+    fs.writeFileSync(p(`${name}.ext`), `subjectAltName=DNS:${cn},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n`);
+    openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p(`${name}.crt`), '-days', '30', '-extfile', p(`${name}.ext`)]);
+  }
+  return { ca: p('ca.crt'), cert: p('server.crt'), key: p('server.key'), sinkCert: p('sink.crt'), sinkKey: p('sink.key') };
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function lines(child: ChildProcess, onLine: (o: Record<string, unknown>) => void): void {
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        onLine(JSON.parse(l));
+      } catch {
+        /* not JSON */
+      }
+    }
+  });
+}
+
+function waitLine(child: ChildProcess, pred: (o: Record<string, unknown>) => boolean, ms: number, what: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out (${ms} ms) waiting for ${what}`)), ms);
+    lines(child, (o) => {
+      if (pred(o)) {
+        clearTimeout(t);
+        resolve(o);
+      }
+    });
+  });
+}
+
+async function waitPort(port: number, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => (s.destroy(), r(true)));
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+// ---- /proc readings ------------------------------------------------------------------
+
+function stat(pid: number): { ppid: number; ticks: number; childTicks: number } | null {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), childTicks: Number(f[13]) + Number(f[14]) };
+  } catch {
+    return null;
+  }
+}
+
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const s = stat(Number(d));
+    if (s) parent.set(Number(d), s.ppid);
+  }
+  const out = [root];
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const [pid, pp] of parent) if (out.includes(pp) && !out.includes(pid)) (out.push(pid), (changed = true));
+  }
+  return out;
+}
+
+/** CPU seconds of a process tree, including reaped children. */
+function cpuSeconds(root: number): number {
+  let ticks = 0;
+  for (const pid of descendants(root)) {
+    const s = stat(pid);
+    if (s) ticks += s.ticks + s.childTicks;
+  }
+  return ticks / CLK_TCK;
+}
+
+function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function treeRssMb(root: number): number {
+  return descendants(root).reduce((s, pid) => s + statusKb(pid, 'VmRSS'), 0) / 1024;
+}
+
+// ---- one run ---------------------------------------------------------------------------
+
+interface Figures {
+  acceptedPerSec: number;
+  deliveredPerSec: number;
+  p50ms: number;
+  p99ms: number;
+  peakRssMb: number;
+  cpuSecondsPer1000: number;
+  accepted: number;
+  errors: number;
+}
+
+async function loadAndMeasure(port: number, sink: ChildProcess, rootPid: number, ca: string, peakRss: () => number): Promise<Figures> {
+  const before = cpuSeconds(rootPid);
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, peakRss())), 100);
+  const done = waitLine(sink, (o) => typeof o.done === 'number', 300_000, 'the sink to receive every message');
+  const lg = spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
+    env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'send', port, sessions: SESSIONS, messages: MESSAGES, size: SIZE, ca, to: 'rcpt@bench.test' }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const result = await waitLine(lg, (o) => 'accepted' in o, 300_000, 'the load generator');
+  const accepted = result.accepted as number;
+  if (accepted !== TOTAL) process.stderr.write(`warning: ${TOTAL - accepted} messages not accepted: ${JSON.stringify(result.firstErrors)}\n`);
+  const sunk = accepted === TOTAL ? await done : { done: Date.now() };
+  clearInterval(sampler);
+  peak = Math.max(peak, peakRss());
+  const cpu = cpuSeconds(rootPid) - before;
+  const start = result.start as number;
+  return {
+    acceptedPerSec: accepted / (((result.end as number) - start) / 1000),
+    deliveredPerSec: accepted / (((sunk.done as number) - start) / 1000),
+    p50ms: result.p50 as number,
+    p99ms: result.p99 as number,
+    peakRssMb: peak,
+    cpuSecondsPer1000: (cpu / accepted) * 1000,
+    accepted,
+    errors: result.errors as number,
+  };
+}
+
+function startSink(port: number, certs: ReturnType<typeof makeCerts>): Promise<ChildProcess> {
+  const sink = spawn(process.execPath, [path.join(HERE, 'sink.js')], {
+    env: { ...process.env, SINK: JSON.stringify({ port, cert: certs.sinkCert, key: certs.sinkKey, expect: TOTAL }) },
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
+  return waitLine(sink, (o) => o.listening === port, 10_000, 'the sink').then(() => sink);
+}
+
+function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof makeCerts>, dir: string): string {
+  const file = path.join(dir, 'gateway.yaml');
+  fs.writeFileSync(
+    file,
+    stringify({
+      gateway: {
+        hostname: 'gateway.bench.test',
+        listeners: [{ name: 'bench', address: '127.0.0.1', port }],
+        tls: { certificate: certs.cert, key: certs.key },
+        queue: { directory: path.join(dir, 'queue') },
+        limits: { maxConnections: 10000, maxConnectionsPerIp: 10000, maxMessagesPerMinutePerIp: 100000000 },
+        dns: { servers: ['127.0.0.1:9'] },
+        log: { level: 'info' },
+      },
+      acceptedDomains: [{ domain: 'bench.test' }],
+      inboundConnectors: [{ name: 'Load', connectorType: 'partner', senderIPAddresses: ['127.0.0.0/8'], requireTls: true }],
+      outboundConnectors: [
+        { name: 'Sink', connectorType: 'onPremises', recipientDomains: ['bench.test'], smartHosts: [`[127.0.0.1]:${sinkPort}`], tlsSettings: 'certificateValidation', tlsCertificateAuthorities: certs.ca },
+      ],
+    }),
+  );
+  return file;
+}
+
+async function startGateway(file: string, dir: string, port: number): Promise<ChildProcess> {
+  const log = fs.openSync(path.join(dir, 'gateway.log'), 'w');
+  const gw = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'serve', '--config', file], { stdio: ['ignore', log, 'inherit'] });
+  await waitPort(port);
+  return gw;
+}
+
+async function stopGateway(gw: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => gw.once('exit', r));
+  gw.kill('SIGTERM');
+  await exited;
+}
+
+async function main(): Promise<void> {
+  const certs = makeCerts();
+  const results: Record<string, unknown> = {
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    date: new Date().toISOString(),
+    scenario: `${SESSIONS} sessions × ${MESSAGES} messages × ${SIZE} bytes, STARTTLS in, certificate-validated TLS out`,
+  };
+
+  // Gateway, default scenario.
+  const sinkPort = await freePort();
+  let sink = await startSink(sinkPort, certs);
+  const gdir = path.join(work, 'gateway');
+  fs.mkdirSync(gdir);
+  const gport = await freePort();
+  let gw = await startGateway(gatewayPolicy(gport, sinkPort, certs, gdir), gdir, gport);
+  const gpid = gw.pid!;
+  const gateway = await loadAndMeasure(gport, sink, gpid, certs.ca, () => statusKb(gpid, 'VmHWM') / 1024);
+  await stopGateway(gw);
+  results.gateway = gateway;
+
+  // Gateway, 2,000 idle TLS sessions.
+  const idleN = Number(opt.idle);
+  gw = await startGateway(gatewayPolicy(gport, sinkPort, certs, gdir), gdir, gport);
+  const baseRss = statusKb(gw.pid!, 'VmRSS') / 1024;
+  const idle = spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
+    env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'idle', port: gport, sessions: idleN, messages: 0, size: 0, ca: certs.ca, to: '' }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const est = await waitLine(idle, (o) => 'established' in o, 120_000, 'idle sessions');
+  await new Promise((r) => setTimeout(r, 1000));
+  results.idleSessions = { sessions: est.established, failed: est.failed, rssMb: statusKb(gw.pid!, 'VmRSS') / 1024, rssBeforeMb: baseRss };
+  idle.kill('SIGTERM');
+  await stopGateway(gw);
+
+  // Postfix, same scenario, same sink.
+  if (!opt['no-postfix']) {
+    sink.send({ reset: TOTAL });
+    ensurePostfixInstalled();
+    const pport = await freePort();
+    configurePostfix({ port: pport, sinkPort, cert: certs.cert, key: certs.key, ca: certs.ca, sinkName: 'sink.bench.test' });
+    const master = startPostfix();
+    try {
+      await waitPort(pport);
+      results.postfix = await loadAndMeasure(pport, sink, master, certs.ca, () => treeRssMb(master));
+    } finally {
+      stopPostfix();
+    }
+    const g = results.gateway as Figures;
+    const p = results.postfix as Figures;
+    results.ratio = {
+      acceptedPerSec: g.acceptedPerSec / p.acceptedPerSec,
+      deliveredPerSec: g.deliveredPerSec / p.deliveredPerSec,
+      p50ms: g.p50ms / p.p50ms,
+      p99ms: g.p99ms / p.p99ms,
+      peakRssMb: g.peakRssMb / p.peakRssMb,
+      cpuSecondsPer1000: g.cpuSecondsPer1000 / p.cpuSecondsPer1000,
+    };
+  }
+  sink.kill('SIGTERM');
+
+  results.policy = await policyMicroBenchmark(Number(opt.connectors), Number(opt.ranges));
+  print(results);
+  fs.rmSync(work, { recursive: true, force: true });
+  process.exit(0);
+}
+
+function print(r: Record<string, unknown>): void {
+  const g = r.gateway as Figures;
+  const p = r.postfix as Figures | undefined;
+  const q = r.ratio as Record<string, number> | undefined;
+  const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) ? '—' : n.toFixed(d));
+  const rows: Array<[string, keyof Figures, number]> = [
+    ['accepted msgs/s', 'acceptedPerSec', 0],
+    ['delivered msgs/s (end to end)', 'deliveredPerSec', 0],
+    ['p50 end of DATA → 250 (ms)', 'p50ms', 1],
+    ['p99 end of DATA → 250 (ms)', 'p99ms', 1],
+    ['peak RSS (MB)', 'peakRssMb', 0],
+    ['CPU seconds per 1,000 msgs', 'cpuSecondsPer1000', 2],
+  ];
+  const out = [
+    `machine: ${r.machine}`,
+    `date: ${r.date}`,
+    `scenario: ${r.scenario}`,
+    '',
+    '| figure | gateway | Postfix | gateway/Postfix |',
+    '|---|---:|---:|---:|',
+    ...rows.map(([label, k, d]) => `| ${label} | ${f(g[k], d)} | ${f(p?.[k], d)} | ${f(q?.[k], 2)} |`),
+  ];
+  const idle = r.idleSessions as { sessions: number; rssMb: number; rssBeforeMb: number; failed: number };
+  out.push('', `idle TLS sessions: ${idle.sessions} established (${idle.failed} failed), gateway RSS ${f(idle.rssMb, 0)} MB (${f(idle.rssBeforeMb, 0)} MB before)`);
+  const pol = r.policy as Record<string, number>;
+  out.push(
+    `policy: ${pol.connectors} inbound connectors, ${pol.ranges} IP ranges, ${pol.outboundConnectors} outbound connectors: load ${f(pol.loadMs, 0)} ms; attribution ${f(pol.attributionNs, 0)} ns/lookup; routing ${f(pol.routingNs, 0)} ns/lookup`,
+  );
+  process.stdout.write(out.join('\n') + '\n\n' + JSON.stringify(r, null, 2) + '\n');
+}
+
+main().catch((e) => {
+  stopPostfix();
+  process.stderr.write(`bench failed: ${(e as Error).stack}\n`);
+  process.exit(1);
+});

@@ -105,6 +105,10 @@ maillog_file_prefixes = ${d}
 `,
   );
   fs.writeFileSync(path.join(d, 'master.cf'), masterCf(c.port));
+  // postfix check creates the queue's subdirectories, not the two roots.
+  fs.mkdirSync(path.join(d, 'queue'), { recursive: true });
+  fs.mkdirSync(path.join(d, 'data'), { recursive: true });
+  execFileSync('chown', ['postfix', path.join(d, 'data')]);
   const check = spawnSync('postfix', ['-c', d, 'check'], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`postfix check: ${check.stderr}`);
 }

@@ -23,6 +23,8 @@ const { values: opt } = parseArgs({
     'no-postfix': { type: 'boolean', default: false },
     connectors: { type: 'string', default: '10000' },
     ranges: { type: 'string', default: '100000' },
+    profile: { type: 'string' }, // a directory: the gateway runs with --cpu-prof into it
+    'only-gateway': { type: 'boolean', default: false },
   },
 });
 const SESSIONS = Number(opt.sessions);
@@ -33,6 +35,17 @@ const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) |
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-bench-'));
 
+// Every child we start is stopped when we stop, whatever happens.
+const children = new Set<ChildProcess>();
+function track<T extends ChildProcess>(c: T): T {
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 function openssl(args: string[]): void {
   execFileSync('openssl', args, { stdio: 'ignore' });
 }
@@ -40,11 +53,11 @@ function openssl(args: string[]): void {
 /** ECDSA P-256 certificates (the same for both targets): a CA, the server, the sink. */
 function makeCerts(): { ca: string; cert: string; key: string; sinkCert: string; sinkKey: string } {
   const p = (f: string) => path.join(work, f);
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '30', '-subj', '/CN=Bench CA']);
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '90', '-subj', '/CN=Bench CA']);
   for (const [name, cn] of [['server', 'localhost'], ['sink', 'sink.bench.test']] as const) {
     openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`]);
     fs.writeFileSync(p(`${name}.ext`), `subjectAltName=DNS:${cn},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n`);
-    openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p(`${name}.crt`), '-days', '30', '-extfile', p(`${name}.ext`)]);
+    openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p(`${name}.crt`), '-days', '90', '-extfile', p(`${name}.ext`)]);
   }
   return { ca: p('ca.crt'), cert: p('server.crt'), key: p('server.key'), sinkCert: p('sink.crt'), sinkKey: p('sink.key') };
 }
@@ -168,10 +181,12 @@ async function loadAndMeasure(port: number, sink: ChildProcess, rootPid: number,
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, peakRss())), 100);
   const done = waitLine(sink, (o) => typeof o.done === 'number', 300_000, 'the sink to receive every message');
-  const lg = spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
-    env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'send', port, sessions: SESSIONS, messages: MESSAGES, size: SIZE, ca, to: 'rcpt@bench.test' }) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const lg = track(
+    spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
+      env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'send', port, sessions: SESSIONS, messages: MESSAGES, size: SIZE, ca, to: 'rcpt@bench.test' }) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
   const result = await waitLine(lg, (o) => 'accepted' in o, 300_000, 'the load generator');
   const accepted = result.accepted as number;
   if (accepted !== TOTAL) process.stderr.write(`warning: ${TOTAL - accepted} messages not accepted: ${JSON.stringify(result.firstErrors)}\n`);
@@ -193,10 +208,10 @@ async function loadAndMeasure(port: number, sink: ChildProcess, rootPid: number,
 }
 
 function startSink(port: number, certs: ReturnType<typeof makeCerts>): Promise<ChildProcess> {
-  const sink = spawn(process.execPath, [path.join(HERE, 'sink.js')], {
+  const sink = track(spawn(process.execPath, [path.join(HERE, 'sink.js')], {
     env: { ...process.env, SINK: JSON.stringify({ port, cert: certs.sinkCert, key: certs.sinkKey, expect: TOTAL }) },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-  });
+  }));
   return waitLine(sink, (o) => o.listening === port, 10_000, 'the sink').then(() => sink);
 }
 
@@ -226,7 +241,8 @@ function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof 
 
 async function startGateway(file: string, dir: string, port: number): Promise<ChildProcess> {
   const log = fs.openSync(path.join(dir, 'gateway.log'), 'w');
-  const gw = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'serve', '--config', file], { stdio: ['ignore', log, 'inherit'] });
+  const prof = opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(opt.profile)}`] : [];
+  const gw = track(spawn(process.execPath, [...prof, path.join(ROOT, 'dist/cli/main.js'), 'serve', '--config', file], { stdio: ['ignore', log, 'inherit'] }));
   await waitPort(port);
   return gw;
 }
@@ -257,14 +273,22 @@ async function main(): Promise<void> {
   await stopGateway(gw);
   results.gateway = gateway;
 
+  if (opt['only-gateway']) {
+    sink.kill('SIGTERM');
+    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+    process.exit(0);
+  }
+
   // Gateway, 2,000 idle TLS sessions.
   const idleN = Number(opt.idle);
   gw = await startGateway(gatewayPolicy(gport, sinkPort, certs, gdir), gdir, gport);
   const baseRss = statusKb(gw.pid!, 'VmRSS') / 1024;
-  const idle = spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
-    env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'idle', port: gport, sessions: idleN, messages: 0, size: 0, ca: certs.ca, to: '' }) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const idle = track(
+    spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
+      env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'idle', port: gport, sessions: idleN, messages: 0, size: 0, ca: certs.ca, to: '' }) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
   const est = await waitLine(idle, (o) => 'established' in o, 120_000, 'idle sessions');
   await new Promise((r) => setTimeout(r, 1000));
   results.idleSessions = { sessions: est.established, failed: est.failed, rssMb: statusKb(gw.pid!, 'VmRSS') / 1024, rssBeforeMb: baseRss };

@@ -16,6 +16,10 @@ import { validate } from './validate.js';
 import { Metrics, startAdmin } from '../observe/metrics.js';
 import type { Policy } from '../policy/types.js';
 
+// fsync and file I/O run on libuv's thread pool; 4 threads (the default) serialise the commits
+// of concurrent sessions. Must be set before the pool's first use.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const USAGE = `usage: connector-gateway <command> [options]
 
   serve     [--config FILE]          run the daemon (default command)

@@ -1,6 +1,6 @@
 // What an outbound connector's tlsSettings demand of a connection (SPEC §4), as nodemailer
 // SMTPConnection options, plus the name check of domainValidation.
-import type { ConnectionOptions, PeerCertificate } from 'node:tls';
+import { createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext } from 'node:tls';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
 
@@ -15,6 +15,19 @@ export interface TlsRequirement {
 export interface ClientIdentity {
   key: string;
   cert: string;
+  /** Secure contexts by trust roots: building one parses every root, so it is done once. */
+  contexts?: Map<string, SecureContext>;
+}
+
+function secureContextFor(identity: ClientIdentity, ca: string[] | undefined): SecureContext {
+  const key = ca ? `${ca.length}:${ca[ca.length - 1]?.length ?? 0}:${ca[ca.length - 1]?.slice(-64) ?? ''}` : 'system';
+  identity.contexts ??= new Map();
+  let ctx = identity.contexts.get(key);
+  if (!ctx) {
+    ctx = createSecureContext({ key: identity.key, cert: identity.cert, ca, minVersion: 'TLSv1.2' });
+    identity.contexts.set(key, ctx);
+  }
+  return ctx;
 }
 
 /** The reason a name check failed, or undefined when the certificate carries the name. */
@@ -37,17 +50,17 @@ export function connectionTlsOptions(req: TlsRequirement, identity: ClientIdenti
   opportunisticTLS: boolean;
   tls: ConnectionOptions;
 } {
-  const base: ConnectionOptions = { key: identity.key, cert: identity.cert, minVersion: 'TLSv1.2', servername };
+  const base: ConnectionOptions = { secureContext: secureContextFor(identity, req.ca), minVersion: 'TLSv1.2', servername };
   switch (req.settings) {
     case null:
       return { requireTLS: false, opportunisticTLS: true, tls: { ...base, rejectUnauthorized: false } };
     case 'encryptionOnly':
       return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: false } };
     case 'certificateValidation':
-      return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, ca: req.ca, checkServerIdentity: () => undefined } };
+      return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, checkServerIdentity: () => undefined } };
     case 'domainValidation': {
       const pattern = req.domain!;
-      return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, ca: req.ca, checkServerIdentity: (_host, cert) => checkName(pattern, cert) } };
+      return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, checkServerIdentity: (_host, cert) => checkName(pattern, cert) } };
     }
   }
 }

@@ -77,8 +77,9 @@ export class QueueManager {
     private readonly deliverFn: DeliverFn,
     opts: ManagerOptions = {},
   ) {
-    this.maxConcurrent = opts.maxConcurrent ?? 32;
-    this.destinations = new Semaphore(opts.perDestination ?? 8);
+    // As Postfix: up to 20 deliveries at once to one destination, 100 in all.
+    this.maxConcurrent = opts.maxConcurrent ?? 100;
+    this.destinations = new Semaphore(opts.perDestination ?? 20);
     this.tickMs = opts.tickMs ?? 250;
     this.onResult = opts.onResult ?? (() => {});
   }

@@ -176,10 +176,13 @@ export class Spool {
     return out;
   }
 
-  /** Removes a message: envelope first, so that a crash in between leaves only an orphan .eml. */
+  /**
+   * Removes a message: envelope first, so that a crash in between leaves only an orphan .eml.
+   * No fsync: a removal that a crash undoes only means the message is delivered again, which
+   * at-least-once delivery allows.
+   */
   async remove(id: string): Promise<void> {
     await fsp.unlink(this.envelopePath(id));
     await fsp.unlink(this.contentPath(id)).catch(() => {});
-    await fsyncDir(this.dir);
   }
 }

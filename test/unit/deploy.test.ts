@@ -78,7 +78,7 @@ describe('deploy/kubernetes', () => {
     expect(p.gateway.tls.certificate).toBe('/etc/connector-gateway/certs/tls.crt');
     expect(c.env.find((e: any) => e.name === 'GATEWAY_CONFIG').value).toBe('/etc/connector-gateway/policy/gateway.yaml');
   });
-  it('the container image's example policy is valid', () => {
+  it("the container image's example policy is valid", () => {
     const text = fs.readFileSync(path.resolve(import.meta.dirname, '../../deploy/container/gateway.yaml'), 'utf8');
     expect(formatDiagnostics(loadPolicyText(text, 'deploy/container/gateway.yaml', { checkFiles: false }))).toEqual([]);
   });

@@ -111,6 +111,17 @@ export function readTlsMaterial(policy: Policy): TlsMaterial {
   return { key: fs.readFileSync(t.key, 'utf8'), cert: fs.readFileSync(t.certificate, 'utf8'), ca: [...tls.rootCertificates, ...extra] };
 }
 
+/**
+ * smtp-server answers every SNI name with its default context, and Node then switches the
+ * connection to that same context, duplicating the client-CA name list (here: every system
+ * root, for client certificates) into each connection: ~115 KB per TLS session. Answering
+ * "no other context" keeps the connection on the default one. (We serve one certificate.)
+ */
+function keepDefaultContextOnSni(server: SMTPServer): void {
+  (server as unknown as { _resolveSNI: (name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void })._resolveSNI = (_name, cb) =>
+    cb(null, undefined);
+}
+
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
 
 export class GatewayServer {
@@ -139,6 +150,7 @@ export class GatewayServer {
     const material = readTlsMaterial(policy);
     for (const listener of policy.gateway.listeners) {
       const server = new SMTPServer(this.options(policy, listener, material));
+      keepDefaultContextOnSni(server);
       server.on('error', (err: Error & { remoteAddress?: string; meta?: { remoteAddress?: string } }) => {
         // Failed handshakes and broken client sockets are the client's problem, not ours.
         const ip = err.remoteAddress ?? err.meta?.remoteAddress;

@@ -8,6 +8,8 @@ export interface SunkMessage {
   secure: boolean;
   raw: string;
   tlsName: string | null;
+  bodyType: string;
+  smtpUtf8: boolean;
 }
 
 export interface Sink {
@@ -68,6 +70,8 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
           secure: !!session.secure,
           raw: Buffer.concat(chunks).toString('utf8'),
           tlsName: session.servername ?? null,
+          bodyType: session.envelope.bodyType ?? '7bit',
+          smtpUtf8: !!session.envelope.smtpUtf8,
         });
         waiters.splice(0).forEach((w) => w());
         cb(null, 'OK sunk');

@@ -10,6 +10,7 @@ import { runCli, startGateway, tmpDir, writePolicy, type RunningGateway } from '
 import { startSink, type Sink } from '../helpers/sink.js';
 import { startDns } from '../helpers/dns.js';
 import { swaks, dataReply } from '../helpers/swaks.js';
+import { RawSmtp } from '../helpers/raw.js';
 
 const SETTINGS = [null, 'encryptionOnly', 'certificateValidation', 'domainValidation'] as const;
 const KINDS = ['good', 'wrong', 'self', 'expired', 'plain'] as const;
@@ -255,6 +256,56 @@ describe('retries, bounces, restarts', () => {
       const envs = names.map((n) => JSON.parse(fs.readFileSync(path.join(dir, 'queue', n), 'utf8')));
       return envs.every((e) => e.recipients.some((r: { status: string }) => r.status === 'pending'));
     }, 10_000, 'only pending messages left');
+  });
+});
+
+describe('what is relayed', () => {
+  it('carries BODY=8BITMIME and SMTPUTF8 over, with the 8-bit bytes untouched', async () => {
+    const { c } = await RawSmtp.connect(gw.port, { localAddress: '127.0.0.21' });
+    await c.cmd('EHLO utf8.example');
+    expect(await c.cmd('MAIL FROM:<sender@example.org> BODY=8BITMIME SMTPUTF8')).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<jöhn@contoso.com>')).toMatch(/^250/);
+    const body = Buffer.from('Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln\r\n.\r\n', 'utf8');
+    expect(await c.data(body)).toMatch(/^250 2\.6\.0/);
+    c.close();
+    await until(() => sinks.contoso!.messages.some((m) => m.to.includes('jöhn@contoso.com')), 10_000, 'the UTF-8 message');
+    const m = sinks.contoso!.messages.find((x) => x.to.includes('jöhn@contoso.com'))!;
+    expect(m.bodyType).toBe('8bitmime');
+    expect(m.smtpUtf8).toBe(true);
+    expect(m.raw).toContain('Grüße aus Köln');
+  });
+  it('a bounce of a message from the null sender produces no DSN', async () => {
+    const { c } = await RawSmtp.connect(gw.port, { localAddress: '127.0.0.10' });
+    await c.cmd('EHLO x');
+    expect(await c.cmd('MAIL FROM:<>')).toMatch(/^250/);
+    expect(await c.cmd('RCPT TO:<nobody@bounce.test>')).toMatch(/^250/);
+    const r = await c.data('Subject: a bounce\r\n\r\nbody\r\n.\r\n');
+    c.close();
+    const qid = r.split(' ').pop();
+    await until(() => gw.logs.some((e) => e.event === 'bounced' && e.qid === qid), 10_000, 'the 5xx');
+    await gw.waitFor((e) => e.event === 'dsn-suppressed' && e.qid === qid);
+    expect(gw.logs.some((e) => e.event === 'dsn' && e.original === qid)).toBe(false);
+  });
+});
+
+describe('connector-gateway queue', () => {
+  it('show, retry and delete a deferred message', async () => {
+    const info = await sendFromOnPrem(['held@later.test']);
+    const id = info.response.split(' ').pop()!;
+    await until(() => !!deferral('held@later.test'), 10_000, 'the deferral');
+    const show = await runCli(['queue', 'show', id, '--config', file], dir);
+    expect(show.code).toBe(0);
+    const env = JSON.parse(show.stdout);
+    expect(env.recipients[0]).toMatchObject({ address: 'held@later.test', status: 'pending' });
+    expect(env.recipients[0].lastResult).toMatch(/^4\.4\.316 /);
+    const flushes = gw.events('queue-flush').length;
+    const retry = await runCli(['queue', 'retry', id, '--config', file], dir);
+    expect(retry.stdout).toContain('1 message(s) scheduled for immediate retry');
+    await gw.waitFor(() => gw.events('queue-flush').length > flushes);
+    const del = await runCli(['queue', 'delete', id, '--config', file], dir);
+    expect(del.stdout).toContain(`deleted ${id}`);
+    expect((await runCli(['queue', 'list', '--config', file], dir)).stdout).not.toContain(id);
+    expect((await runCli(['queue', 'show', 'NOSUCHID0000', '--config', file], dir)).code).toBe(1);
   });
 });
 

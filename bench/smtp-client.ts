@@ -1,56 +1,23 @@
 // A minimal SMTP client for the load generator: STARTTLS, then transactions, replies read whole.
 import net from 'node:net';
 import tls from 'node:tls';
+import { ReplyReader } from '../src/smtp/reply-reader.js';
 
 export class SmtpClient {
-  private buf = '';
-  private lines: string[] = [];
-  private waiter: ((reply: string) => void) | null = null;
+  private reader = new ReplyReader();
   private socket: net.Socket;
-  closed = false;
 
   constructor(socket: net.Socket) {
     this.socket = socket;
-    this.attach(socket);
+    this.reader.attach(socket);
   }
 
-  private attach(s: net.Socket): void {
-    s.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      let i: number;
-      while ((i = this.buf.indexOf('\r\n')) >= 0) {
-        this.lines.push(this.buf.slice(0, i));
-        this.buf = this.buf.slice(i + 2);
-      }
-      this.flush();
-    });
-    s.on('close', () => {
-      this.closed = true;
-      this.flush();
-    });
-    s.on('error', () => {});
+  get closed(): boolean {
+    return this.reader.closed;
   }
 
-  private flush(): void {
-    if (!this.waiter) return;
-    const end = this.lines.findIndex((l) => /^\d{3} /.test(l));
-    if (end >= 0) {
-      const reply = this.lines.splice(0, end + 1).pop()!;
-      const w = this.waiter;
-      this.waiter = null;
-      w(reply);
-    } else if (this.closed) {
-      const w = this.waiter;
-      this.waiter = null;
-      w('(closed)');
-    }
-  }
-
-  reply(): Promise<string> {
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-      this.flush();
-    });
+  async reply(): Promise<string> {
+    return (await this.reader.next(120_000)).last;
   }
 
   async cmd(line: string): Promise<string> {
@@ -79,14 +46,14 @@ export class SmtpClient {
     if (!e.startsWith('250')) throw new Error(`EHLO: ${e}`);
     const r = await this.cmd('STARTTLS');
     if (!r.startsWith('220')) throw new Error(`STARTTLS: ${r}`);
-    this.socket.removeAllListeners('data');
+    this.reader.detach(this.socket);
     const sec = tls.connect({ socket: this.socket, ca, rejectUnauthorized: !!ca, servername: 'localhost' });
     await new Promise<void>((res, rej) => {
       sec.once('secureConnect', () => res());
       sec.once('error', rej);
     });
     this.socket = sec;
-    this.attach(sec);
+    this.reader.attach(sec);
     const e2 = await this.cmd(`EHLO ${ehloName}`);
     if (!e2.startsWith('250')) throw new Error(`EHLO after TLS: ${e2}`);
   }

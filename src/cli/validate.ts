@@ -13,40 +13,9 @@ import type { OutboundConnector, Policy } from '../policy/types.js';
 import { newQueueId } from '../queue/spool.js';
 import { Readable } from 'node:stream';
 import { rfc5322Date } from '../smtp/message.js';
+import { ReplyReader } from '../smtp/reply-reader.js';
 
 type Step = { ok: boolean; what: string; detail: string; required: boolean };
-
-class LineReader {
-  private buf = '';
-  private waiters: Array<(l: string) => void> = [];
-  private lines: string[] = [];
-  constructor(private sock: net.Socket) {
-    sock.on('data', (d: Buffer) => this.feed(d));
-  }
-  feed(d: Buffer): void {
-    this.buf += d.toString('latin1');
-    let i: number;
-    while ((i = this.buf.indexOf('\r\n')) >= 0) {
-      this.lines.push(this.buf.slice(0, i));
-      this.buf = this.buf.slice(i + 2);
-    }
-    this.flush();
-  }
-  private flush(): void {
-    const end = this.lines.findIndex((l) => /^\d{3} /.test(l) || l.length < 4);
-    if (end >= 0 && this.waiters.length) this.waiters.shift()!(this.lines.splice(0, end + 1).join('\n'));
-  }
-  reply(ms = 15_000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('no reply in time')), ms);
-      this.waiters.push((l) => (clearTimeout(t), resolve(l)));
-      this.flush();
-    });
-  }
-  detach(): void {
-    this.sock.removeAllListeners('data');
-  }
-}
 
 async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDomain: string, caPem: string[]): Promise<Step[]> {
   const steps: Step[] = [];
@@ -59,7 +28,9 @@ async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDom
       sock.once('error', rej);
     });
     steps.push({ ok: true, what: 'connect', detail: `${hop.address}:${hop.port}`, required: true });
-    const r = new LineReader(sock);
+    const reader = new ReplyReader();
+    reader.attach(sock);
+    const r = { reply: async () => (await reader.next(15_000)).lines.join('\n') };
     const banner = await r.reply();
     steps.push({ ok: banner.startsWith('220'), what: 'banner', detail: banner.split('\n')[0]!, required: true });
     sock.write(`EHLO ${policy.gateway.hostname}\r\n`);
@@ -73,7 +44,7 @@ async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDom
       steps.push({ ok: !tlsRequired, what: 'STARTTLS', detail: st, required: tlsRequired });
       return steps;
     }
-    r.detach();
+    reader.detach(sock);
     const secure = tls.connect({ socket: sock, servername: hop.name !== hop.address ? hop.name : undefined, rejectUnauthorized: false, ca: caPem, minVersion: 'TLSv1.2' });
     await new Promise<void>((res, rej) => {
       secure.once('secureConnect', () => res());

@@ -92,33 +92,27 @@ export class IpIndex<T> {
 
   lookup(ip: { v6: boolean; value: bigint }): Entry<T>[] {
     if (!ip.v6) {
-      const v = Number(ip.value);
-      const b = this.v4Bounds;
-      let lo = 0;
-      let hi = b.length - 1;
-      let found = -1;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (b[mid]! <= v) {
-          found = mid;
-          lo = mid + 1;
-        } else hi = mid - 1;
-      }
-      return found < 0 ? [] : this.v4Covers[found]!;
+      const i = lastAtMost(this.v4Bounds, Number(ip.value));
+      return i < 0 ? [] : this.v4Covers[i]!;
     }
-    const b = this.v6Bounds;
-    let lo = 0;
-    let hi = b.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (b[mid]! <= ip.value) {
-        found = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return found < 0 ? [] : this.v6Covers[found]!;
+    const i = lastAtMost(this.v6Bounds, ip.value);
+    return i < 0 ? [] : this.v6Covers[i]!;
   }
+}
+
+/** Index of the last bound <= v in a sorted array, or -1. */
+function lastAtMost<V extends number | bigint>(bounds: ArrayLike<V>, v: V): number {
+  let lo = 0;
+  let hi = bounds.length - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (bounds[mid]! <= v) {
+      found = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found;
 }
 
 /** Memoizes a derived structure per policy array (the policy is immutable once loaded). */

@@ -417,25 +417,17 @@ export class GatewayServer {
         connector,
       }),
     );
-    // Always drain the stream, whatever happens to the spool file.
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const out = scanner.push(chunk);
-      if (writer && !writeError) {
-        try {
-          for (const b of out) await writer.write(b);
-        } catch (e) {
-          writeError = e as Error;
-        }
-      }
-    }
-    const tail = scanner.end();
-    if (writer && !writeError) {
+    // Always drain the stream, whatever happens to the spool file; the first write error stops writing.
+    const spoolWrite = async (out: Buffer[]) => {
+      if (!writer || writeError) return;
       try {
-        for (const b of tail) await writer.write(b);
+        for (const b of out) await writer.write(b);
       } catch (e) {
         writeError = e as Error;
       }
-    }
+    };
+    for await (const chunk of stream as AsyncIterable<Buffer>) await spoolWrite(scanner.push(chunk));
+    await spoolWrite(scanner.end());
 
     const verdict = scanner.verdict();
     let refusal: Reply | null = null;

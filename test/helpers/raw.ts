@@ -2,69 +2,40 @@
 // exact SIZE= values, pipelining tricks). Replies are read whole (multi-line aware).
 import net from 'node:net';
 import tls from 'node:tls';
+import { ReplyReader } from '../../src/smtp/reply-reader.js';
 
 export class RawSmtp {
-  private buf = '';
-  private waiting: ((line: string) => void) | null = null;
-  private lines: string[] = [];
-  closed = false;
+  private reader = new ReplyReader();
 
   private constructor(private socket: net.Socket | tls.TLSSocket) {
-    this.attach(socket);
+    this.reader.attach(socket);
   }
 
-  private attach(s: net.Socket | tls.TLSSocket): void {
-    s.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      let nl: number;
-      while ((nl = this.buf.indexOf('\r\n')) >= 0) {
-        const line = this.buf.slice(0, nl);
-        this.buf = this.buf.slice(nl + 2);
-        this.lines.push(line);
-      }
-      this.flush();
-    });
-    s.on('close', () => {
-      this.closed = true;
-      this.flush();
-    });
-    s.on('error', () => {});
+  get closed(): boolean {
+    return this.reader.closed;
   }
 
-  private flush(): void {
-    if (!this.waiting) return;
-    const idx = this.lines.findIndex((l) => /^\d{3} /.test(l) || l.length < 4);
-    if (idx >= 0) {
-      const reply = this.lines.splice(0, idx + 1);
-      const w = this.waiting;
-      this.waiting = null;
-      w(reply[reply.length - 1]!);
-    } else if (this.closed) {
-      const w = this.waiting;
-      this.waiting = null;
-      w('(closed)');
-    }
+  /** Wraps a socket that is already connected (e.g. after a PROXY header was written). */
+  static async wrap(socket: net.Socket): Promise<{ c: RawSmtp; greeting: string }> {
+    const c = new RawSmtp(socket);
+    return { c, greeting: await c.reply() };
   }
 
   static async connect(port: number, opts: { localAddress?: string; implicitTls?: boolean } = {}): Promise<{ c: RawSmtp; greeting: string }> {
     const socket = opts.implicitTls
       ? tls.connect({ host: '127.0.0.1', port, localAddress: opts.localAddress, rejectUnauthorized: false })
       : net.connect({ host: '127.0.0.1', port, localAddress: opts.localAddress });
-    const c = new RawSmtp(socket);
-    const greeting = await c.reply();
-    return { c, greeting };
+    return RawSmtp.wrap(socket);
   }
 
-  /** Next complete reply (its last line). */
-  reply(timeoutMs = 10_000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('no reply in time')), timeoutMs);
-      this.waiting = (l) => {
-        clearTimeout(t);
-        resolve(l);
-      };
-      this.flush();
-    });
+  /** The final line of the next complete reply. */
+  async reply(timeoutMs = 10_000): Promise<string> {
+    return (await this.reader.next(timeoutMs)).last;
+  }
+
+  /** The underlying socket (for tests that take over the connection). */
+  get raw(): net.Socket {
+    return this.socket;
   }
 
   write(data: string | Buffer): void {
@@ -79,15 +50,14 @@ export class RawSmtp {
   async starttls(opts: tls.ConnectionOptions = {}): Promise<string> {
     const r = await this.cmd('STARTTLS');
     if (!r.startsWith('220')) return r;
-    const plain = this.socket;
-    plain.removeAllListeners('data');
-    const secure = tls.connect({ socket: plain, rejectUnauthorized: false, ...opts });
+    this.reader.detach(this.socket);
+    const secure = tls.connect({ socket: this.socket, rejectUnauthorized: false, ...opts });
     await new Promise<void>((resolve, reject) => {
       secure.once('secureConnect', () => resolve());
       secure.once('error', reject);
     });
     this.socket = secure;
-    this.attach(secure);
+    this.reader.attach(secure);
     return r;
   }
 

@@ -10,26 +10,13 @@ import { randomBytes } from 'node:crypto';
 import { makePki, type TestPki } from '../helpers/pki.js';
 import { startGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { RawSmtp } from '../helpers/raw.js';
+import { freePort, until } from '../helpers/wait.js';
 import { startSink, type Sink } from '../helpers/sink.js';
 
 let pki: TestPki;
 let root: string;
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
-async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const baseGateway = (dir: string, extra: object = {}) => ({
   hostname: 'mx1.contoso.test',
@@ -255,8 +242,9 @@ describe('open relay and hostile input', () => {
     const r = await c.reply();
     if (r.startsWith('220')) {
       // Do the handshake on the raw socket, then see that no transaction was injected.
-      const sock = (c as unknown as { socket: net.Socket }).socket;
+      const sock = c.raw;
       sock.removeAllListeners('data');
+      sock.removeAllListeners('close');
       const sec = tls.connect({ socket: sock, rejectUnauthorized: false });
       await new Promise<void>((res, rej) => {
         sec.once('secureConnect', () => res());

@@ -7,6 +7,7 @@ import nodemailer from 'nodemailer';
 import { issueCertificate } from '../../src/tls/issue.js';
 import { makePki, type TestPki } from '../helpers/pki.js';
 import { runCli, startGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
+import { freePort, until } from '../helpers/wait.js';
 import { startSink, type Sink } from '../helpers/sink.js';
 import { startDns } from '../helpers/dns.js';
 import { swaks, dataReply } from '../helpers/swaks.js';
@@ -32,13 +33,6 @@ let dns: Awaited<ReturnType<typeof startDns>>;
 let deadPort: number;
 let laterPort: number;
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 function sendFromOnPrem(to: string[], opts: { from?: string; subject?: string } = {}) {
   const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.10', tls: { rejectUnauthorized: false } } as never);
@@ -48,13 +42,6 @@ function sendFromOnPrem(to: string[], opts: { from?: string; subject?: string } 
 const hasDelivered = (rcpt: string) => gw.logs.some((e) => e.event === 'delivered' && e.recipient === rcpt);
 const deferral = (rcpt: string) => gw.logs.find((e) => e.event === 'deferred' && e.recipient === rcpt);
 
-async function until(pred: () => boolean, ms = 15_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 beforeAll(async () => {
   dir = tmpDir('outbound');

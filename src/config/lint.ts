@@ -7,6 +7,11 @@ import { Diagnostics, type Path } from './diagnostics.js';
 const key = (list: readonly { text: string }[]) => list.map((x) => x.text.toLowerCase()).sort().join(',');
 
 export function lint(p: Policy, d: Diagnostics): void {
+  p.gateway.listeners.forEach((l, i) => {
+    if (l.proxyProtocol && l.implicitTls) {
+      d.error(['gateway', 'listeners', i, 'proxyProtocol'], 'the PROXY protocol is supported on STARTTLS listeners only', 'terminate implicit TLS on a listener without proxyProtocol, or use STARTTLS behind the load balancer');
+    }
+  });
   lintInbound(p, d);
   lintOutbound(p, d);
 }

@@ -98,6 +98,10 @@ outboundConnectors:
     expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:23:24: error: .*already routed by connector "O1"/));
     expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:21:5: error: outboundConnectors\[1\]: this connector is shadowed/));
   });
+  it('PROXY on an implicit-TLS listener is refused', () => {
+    const out = lines(`gateway:\n  hostname: mx1.contoso.com\n  listeners:\n    - name: lb\n      port: 465\n      implicitTls: true\n      proxyProtocol: [10.0.0.0/8]\n  tls:\n    certificate: gw.crt\n    key: gw.key\n`);
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:7:22: error: gateway\.listeners\[0\]\.proxyProtocol: the PROXY protocol is supported on STARTTLS listeners only/));
+  });
   it('warnings: audit mode, identifying-only certificate name', () => {
     const r = loadPolicyText(head + `inboundConnectors:\n  - name: A\n    connectorType: partner\n    mode: audit\n    tlsSenderCertificateName: a.com\n`, 'p.yaml', { checkFiles: false });
     expect(r.policy).not.toBeNull();

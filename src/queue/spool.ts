@@ -52,6 +52,39 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Group commit of directory fsyncs: a caller waits for a sync that *starts* after its own
+ * rename, but concurrent callers share it, so N messages committed together cost one fsync.
+ */
+export class DirSyncer {
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+  constructor(private readonly dir: string) {}
+
+  sync(): Promise<void> {
+    if (!this.running) return (this.running = this.run());
+    // A sync is in flight: it may have started before our rename; join the next one.
+    this.queued ??= this.running.then(
+      () => this.startQueued(),
+      () => this.startQueued(),
+    );
+    return this.queued;
+  }
+
+  private startQueued(): Promise<void> {
+    this.queued = null;
+    return (this.running = this.run());
+  }
+
+  private async run(): Promise<void> {
+    try {
+      await fsyncDir(this.dir);
+    } finally {
+      this.running = null;
+    }
+  }
+}
+
 export class MessageWriter {
   private bytes = 0;
   private closed = false;
@@ -81,8 +114,7 @@ export class MessageWriter {
     await this.handle.close();
     this.closed = true;
     const env: Envelope = { version: 1, id: this.id, size: this.bytes, ...envelope };
-    await this.spool.writeEnvelope(env, false);
-    await fsyncDir(this.spool.dir);
+    await this.spool.writeEnvelope(env);
     return env;
   }
 
@@ -96,7 +128,10 @@ export class MessageWriter {
 }
 
 export class Spool {
-  constructor(readonly dir: string) {}
+  private readonly dirSync: DirSyncer;
+  constructor(readonly dir: string) {
+    this.dirSync = new DirSyncer(dir);
+  }
 
   contentPath(id: string): string {
     return path.join(this.dir, `${id}.eml`);
@@ -135,8 +170,8 @@ export class Spool {
     return new MessageWriter(this, id, handle);
   }
 
-  /** Atomically replaces the envelope (temp file, fsync, rename). */
-  async writeEnvelope(env: Envelope, syncDir = true): Promise<void> {
+  /** Atomically and durably replaces the envelope (temp file, fsync, rename, directory fsync). */
+  async writeEnvelope(env: Envelope): Promise<void> {
     const tmp = `${this.envelopePath(env.id)}.${randomBytes(3).toString('hex')}.tmp`;
     const h = await fsp.open(tmp, 'wx', 0o640);
     try {
@@ -146,7 +181,7 @@ export class Spool {
       await h.close();
     }
     await fsp.rename(tmp, this.envelopePath(env.id));
-    if (syncDir) await fsyncDir(this.dir);
+    await this.dirSync.sync();
   }
 
   async readEnvelope(id: string): Promise<Envelope> {

@@ -227,7 +227,7 @@ function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof 
         queue: { directory: path.join(dir, 'queue') },
         limits: { maxConnections: 10000, maxConnectionsPerIp: 10000, maxMessagesPerMinutePerIp: 100000000 },
         dns: { servers: ['127.0.0.1:9'] },
-        log: { level: 'info' },
+        log: { level: process.env.BENCH_LOG_LEVEL ?? 'info' },
       },
       acceptedDomains: [{ domain: 'bench.test' }],
       inboundConnectors: [{ name: 'Load', connectorType: 'partner', senderIPAddresses: ['127.0.0.0/8'], requireTls: true }],

@@ -8,19 +8,17 @@ export type Route =
   | { kind: 'connector'; connector: OutboundConnector; matchedBy: string }
   | { kind: 'mx'; domain: string };
 
-// Scores: exact > longest wildcard > allAcceptedDomains > "*".
+// Scores (as domainMatchScore): exact > longest wildcard > allAcceptedDomains (0.5) > "*" (0).
 const ALL_ACCEPTED_SCORE = 0.5;
 
-export function connectorScore(c: OutboundConnector, domain: string, isAccepted: boolean): { score: number; matchedBy: string } {
-  let best = { score: -1, matchedBy: '' };
+/** The recipientDomains pattern that matched best, for logs and `explain`. */
+function matchedPattern(c: OutboundConnector, domain: string): string {
+  let best = { score: -1, text: '' };
   for (const p of c.recipientDomains) {
-    const s = domainMatchScore(p, domain);
-    if (s > best.score) best = { score: s, matchedBy: p.text };
+    const score = domainMatchScore(p, domain);
+    if (score > best.score) best = { score, text: p.text };
   }
-  if (c.allAcceptedDomains && isAccepted && ALL_ACCEPTED_SCORE > best.score) {
-    best = { score: ALL_ACCEPTED_SCORE, matchedBy: 'allAcceptedDomains' };
-  }
-  return best;
+  return best.text;
 }
 
 const indexes = new WeakMap<readonly OutboundConnector[], { index: DomainIndex<OutboundConnector>; position: Map<OutboundConnector, number>; allAccepted: OutboundConnector | null }>();
@@ -41,5 +39,5 @@ export function routeDomain(policy: Policy, domain: string): Route {
     return { kind: 'connector', connector: allAccepted, matchedBy: 'allAcceptedDomains' };
   }
   if (!best) return { kind: 'mx', domain };
-  return { kind: 'connector', connector: best.connector, matchedBy: connectorScore(best.connector, domain, false).matchedBy };
+  return { kind: 'connector', connector: best.connector, matchedBy: matchedPattern(best.connector, domain) };
 }

@@ -186,6 +186,7 @@ export class QueueManager {
 
     // Group pending recipients by route: each group is one SMTP transaction.
     const groups = new Map<string, { route: Route; recipients: QueuedRecipient[] }>();
+    const routeName = new Map<QueuedRecipient, string>(); // for logs and metrics
     const noRoute: QueuedRecipient[] = [];
     for (const r of pending) {
       const domain = domainOf(r.address);
@@ -195,6 +196,7 @@ export class QueueManager {
         continue;
       }
       const key = routeKey(route, domain);
+      routeName.set(r, route.kind === 'connector' ? route.connector.name : 'mx');
       const g = groups.get(key) ?? { route, recipients: [] };
       g.recipients.push(r);
       groups.set(key, g);
@@ -225,7 +227,7 @@ export class QueueManager {
     for (const [r, o] of outcomes) {
       r.attempts++;
       r.lastResult = `${o.code} ${o.detail}`;
-      const connector = groupConnector(groups, r);
+      const connector = routeName.get(r) ?? null;
       this.onResult(connector ?? 'none', o.status);
       if (o.status === 'delivered') {
         r.status = 'delivered';
@@ -309,11 +311,6 @@ export class QueueManager {
       throw e;
     }
   }
-}
-
-function groupConnector(groups: Map<string, { route: Route; recipients: QueuedRecipient[] }>, r: QueuedRecipient): string | null {
-  for (const g of groups.values()) if (g.recipients.includes(r)) return g.route.kind === 'connector' ? g.route.connector.name : 'mx';
-  return null;
 }
 
 /** The header block of a spooled message (bounded), for text/rfc822-headers. */

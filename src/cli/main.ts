@@ -10,7 +10,6 @@ import { FLUSH_FILE, QueueManager } from '../queue/manager.js';
 import { ConnectionPool, deliver } from '../delivery/client.js';
 import { HopResolver } from '../delivery/resolve.js';
 import { GatewayServer } from '../smtp/server.js';
-import { issueCertificate } from '../tls/issue.js';
 import { explain } from './explain.js';
 import { validate } from './validate.js';
 import { Metrics, startAdmin } from '../observe/metrics.js';
@@ -257,7 +256,9 @@ async function queue(args: string[]): Promise<void> {
   fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | delete ID)`);
 }
 
-function devCerts(args: string[]): void {
+async function devCerts(args: string[]): Promise<void> {
+  // node-forge is only needed here: the daemon does not load it.
+  const { issueCertificate } = await import('../tls/issue.js');
   const { values } = parseArgs({
     args,
     options: { dir: { type: 'string', default: 'certs' }, hostname: { type: 'string', default: 'localhost' }, force: { type: 'boolean', default: false } },

@@ -1,5 +1,7 @@
 // Errors and warnings about a policy file, each tied to a place in it (file:line:column).
-import { isMap, isPair, isScalar, type Document, type LineCounter } from 'yaml';
+import type { Document, LineCounter } from 'yaml';
+
+type YamlNodeTests = Pick<typeof import('yaml'), 'isMap' | 'isPair' | 'isScalar'>;
 
 export type Path = ReadonlyArray<string | number>;
 
@@ -34,7 +36,7 @@ export function pathText(path: Path): string {
 }
 
 /** Fills in line and column from the YAML document: the nearest node that exists on the path. */
-export function locate(diags: Diagnostic[], doc: Document, lc: LineCounter): void {
+export function locate(diags: Diagnostic[], doc: Document, lc: LineCounter, { isMap, isPair, isScalar }: YamlNodeTests): void {
   for (const d of diags) {
     let offset: number | undefined;
     for (let n = d.path.length; n >= 0 && offset === undefined; n--) {

@@ -1,6 +1,6 @@
 // Policy file → validated Policy, or diagnostics with file:line:column.
 import fs from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
 import jsyaml from 'js-yaml';
 import type { Policy } from '../policy/types.js';
 import { policySchema } from './schema.js';
@@ -45,6 +45,12 @@ function validate(data: unknown, opts: LoadOptions): { policy: Policy | null; d:
   return { policy: d.errorCount ? null : policy, d };
 }
 
+// The position-keeping parser, loaded only when a policy has something to report.
+const require = createRequire(import.meta.url);
+type YamlModule = typeof import('yaml');
+let yamlModule: YamlModule | null = null;
+const yaml = (): YamlModule => (yamlModule ??= require('yaml') as YamlModule);
+
 export function loadPolicyText(text: string, file: string, opts: LoadOptions = {}): LoadResult {
   // Fast path: js-yaml is several times faster than the position-keeping parser, which matters
   // for policies with tens of thousands of ranges. A clean policy needs no positions; anything
@@ -56,6 +62,7 @@ export function loadPolicyText(text: string, file: string, opts: LoadOptions = {
   } catch {
     // a syntax error: the slow path reports it with its position
   }
+  const { LineCounter, parseDocument } = yaml();
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
@@ -66,7 +73,7 @@ export function loadPolicyText(text: string, file: string, opts: LoadOptions = {
     return { file, policy: null, diagnostics };
   }
   const { policy, d } = validate(doc.toJS(), opts);
-  locate(d.list, doc, lc);
+  locate(d.list, doc, lc, yaml());
   return { file, policy, diagnostics: d.list };
 }
 

@@ -426,7 +426,14 @@ export class GatewayServer {
         writeError = e as Error;
       }
     };
-    for await (const chunk of stream as AsyncIterable<Buffer>) await spoolWrite(scanner.push(chunk));
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) await spoolWrite(scanner.push(chunk));
+    } catch (e) {
+      // The client went away in the middle of the message: nothing was acknowledged, nothing is kept.
+      await writer?.abort();
+      st.log.info({ event: 'data-aborted', err: (e as Error).message, bytes: stream.byteLength }, 'client left during DATA');
+      return cb(smtpError(replies.localError()));
+    }
     await spoolWrite(scanner.end());
 
     const verdict = scanner.verdict();

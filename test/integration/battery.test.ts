@@ -262,6 +262,22 @@ describe('open relay and hostile input', () => {
     await alive();
   });
 
+  it('a client that leaves in the middle of DATA leaves nothing behind', async () => {
+    const before = queuedCount();
+    const c = await session('127.0.0.77');
+    await c.cmd('MAIL FROM:<a@example.org>');
+    await c.cmd('RCPT TO:<u@contoso.com>');
+    expect(await c.cmd('DATA')).toMatch(/^354/);
+    c.write('Subject: half\r\n\r\n' + 'partial line\r\n'.repeat(1000));
+    await new Promise((r) => setTimeout(r, 200));
+    c.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    const files = fs.readdirSync(path.join(dir, 'queue'));
+    expect(files.filter((n) => n.endsWith('.eml')).length, 'no partial message file left').toBe(files.filter((n) => n.endsWith('.json')).length);
+    expect(queuedCount()).toBe(before);
+    expect(gw.events('data-aborted').some((e) => e.ip === '127.0.0.77')).toBe(true);
+  });
+
   it('SMTP smuggling end-of-data variants are not ends of data; the message is refused as a whole', async () => {
     const variants = ['\n.\n', '\n.\r\n', '\r.\r', '\r\n.\n', '\r.\r\n'];
     const before = queuedCount();

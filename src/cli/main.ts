@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatDiagnostics, loadPolicyFile, type LoadResult } from '../config/load.js';
+import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
 import { formatDiagnostic } from '../config/diagnostics.js';
 import { createLogger } from '../observe/log.js';
 import { Spool, isQueueId } from '../queue/spool.js';
@@ -42,20 +42,20 @@ function fail(msg: string, code = 2): never {
   process.exit(code);
 }
 
-function loadOrExit(file: string): { policy: Policy; result: LoadResult } {
+function loadOrExit(file: string): Policy {
   const result = loadPolicyFile(file);
   for (const line of formatDiagnostics(result)) process.stderr.write(line + '\n');
   if (!result.policy) {
     const n = result.diagnostics.filter((d) => d.severity === 'error').length;
     fail(`${file}: ${n} error${n === 1 ? '' : 's'}; not starting`, 1);
   }
-  return { policy: result.policy, result };
+  return result.policy;
 }
 
 async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const file = configPath(values.config);
-  let { policy } = loadOrExit(file);
+  let policy = loadOrExit(file);
   const log = createLogger(policy.gateway.log.level);
   const spool = new Spool(policy.gateway.queue.directory);
   const recovered = await spool.recover();

@@ -66,10 +66,6 @@ interface SessionState {
   log: Logger;
 }
 
-export interface QueuedEvent {
-  envelope: Envelope;
-}
-
 export interface GatewayDeps {
   getPolicy: () => Policy;
   spool: Spool;
@@ -206,9 +202,8 @@ export class GatewayServer {
       (s.server.options as SMTPServerOptions).size = policy.gateway.limits.maxMessageSize;
       (s.server.options as SMTPServerOptions).maxClients = policy.gateway.limits.maxConnections;
     }
-    const now = policy.gateway.listeners.map((l) => `${l.name}@${l.address}:${l.port}/${l.implicitTls}/${!!l.proxyProtocol}`).join(',');
-    const was = this.servers.map((s) => `${s.listener.name}@${s.listener.address}:${s.listener.port}/${s.listener.implicitTls}/${!!s.listener.proxyProtocol}`).join(',');
-    if (now !== was) this.deps.log.warn({ event: 'reload-listeners' }, 'listener changes take effect at the next restart');
+    const key = (l: ListenerSettings) => `${l.name}@${l.address}:${l.port}/${l.implicitTls}/${!!l.proxyProtocol}`;
+    if (policy.gateway.listeners.map(key).join(',') !== this.servers.map((s) => key(s.listener)).join(',')) this.deps.log.warn({ event: 'reload-listeners' }, 'listener changes take effect at the next restart');
   }
 
   /** Stops accepting; sessions in progress get up to `graceMs` to finish, then get 421. */

@@ -77,6 +77,20 @@ export class RunningGateway {
   }
 }
 
+/**
+ * The `gateway:` section most tests need: one STARTTLS listener on an ephemeral port, the test
+ * PKI's certificate, the queue under dir. `extra` adds or replaces keys (a whole `queue` too).
+ */
+export function testGateway(dir: string, pki: { gatewayCert: string; gatewayKey: string }, extra: Record<string, unknown> = {}) {
+  return {
+    hostname: 'mx1.contoso.test',
+    listeners: [{ name: 'mx', address: '127.0.0.1', port: 0 }],
+    tls: { certificate: pki.gatewayCert, key: pki.gatewayKey },
+    queue: { directory: path.join(dir, 'queue') },
+    ...extra,
+  };
+}
+
 export function writePolicy(dir: string, policy: { gateway: { dns?: unknown } }, name = 'gateway.yaml'): string {
   const file = path.join(dir, name);
   // Tests never query the machine's resolvers: without a test DNS server, DNS goes to a closed

@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { makePki, type TestPki } from '../helpers/pki.js';
-import { startGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
+import { startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { RawSmtp } from '../helpers/raw.js';
 import { freePort, until } from '../helpers/wait.js';
 import { startSink, type Sink } from '../helpers/sink.js';
@@ -18,13 +18,8 @@ let root: string;
 
 
 
-const baseGateway = (dir: string, extra: object = {}) => ({
-  hostname: 'mx1.contoso.test',
-  listeners: [{ name: 'mx', address: '127.0.0.1', port: 0 }],
-  tls: { certificate: pki.gatewayCert, key: pki.gatewayKey },
-  queue: { directory: path.join(dir, 'queue'), retryIntervals: ['1s'] },
-  ...extra,
-});
+const baseGateway = (dir: string, extra: Record<string, unknown> = {}) =>
+  testGateway(dir, pki, { queue: { directory: path.join(dir, 'queue'), retryIntervals: ['1s'] }, ...extra });
 
 beforeAll(() => {
   root = tmpDir('battery');

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makePki, type TestPki } from '../helpers/pki.js';
-import { runCli, startGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
+import { runCli, startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { swaks, dataReply } from '../helpers/swaks.js';
 import { RawSmtp } from '../helpers/raw.js';
 
@@ -18,12 +18,7 @@ beforeAll(() => {
   pki = makePki(path.join(dir, 'pki'));
   queueDir = path.join(dir, 'queue');
   file = writePolicy(dir, {
-    gateway: {
-      hostname: 'mx1.contoso.test',
-      listeners: [{ name: 'mx', address: '127.0.0.1', port: 0 }],
-      tls: { certificate: pki.gatewayCert, key: pki.gatewayKey },
-      queue: { directory: queueDir },
-    },
+    gateway: testGateway(dir, pki),
     acceptedDomains: [{ domain: 'contoso.com' }],
     outboundConnectors: [{ name: 'On-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: ['[127.0.0.1]:9'] }],
   });
@@ -93,12 +88,7 @@ describe('seed example 4: all senders must come from the filtering service', () 
     const d = tmpDir('seed4');
     g4 = await startGateway(
       writePolicy(d, {
-        gateway: {
-          hostname: 'mx1.contoso.test',
-          listeners: [{ name: 'mx', address: '127.0.0.1', port: 0 }],
-          tls: { certificate: pki.gatewayCert, key: pki.gatewayKey },
-          queue: { directory: path.join(d, 'queue') },
-        },
+        gateway: testGateway(d, pki),
         acceptedDomains: [{ domain: 'contoso.com' }],
         inboundConnectors: [{ name: 'Filtering service', connectorType: 'partner', senderDomains: ['*'], senderIPAddresses: ['127.0.0.3'], restrictDomainsToIPAddresses: true }],
         outboundConnectors: [{ name: 'On-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: ['[127.0.0.1]:9'] }],

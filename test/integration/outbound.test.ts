@@ -6,7 +6,7 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import { issueCertificate } from '../../src/tls/issue.js';
 import { makePki, type TestPki } from '../helpers/pki.js';
-import { runCli, startGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
+import { runCli, startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { freePort, until } from '../helpers/wait.js';
 import { startSink, type Sink } from '../helpers/sink.js';
 import { startDns } from '../helpers/dns.js';
@@ -304,13 +304,10 @@ describe('expiry', () => {
     home = await startSink();
     g2 = await startGateway(
       writePolicy(d, {
-        gateway: {
-          hostname: 'mx1.contoso.test',
-          listeners: [{ name: 'mx', address: '127.0.0.1', port: 0 }],
-          tls: { certificate: pki.gatewayCert, key: pki.gatewayKey },
+        gateway: testGateway(d, pki, {
           queue: { directory: path.join(d, 'queue'), retryIntervals: ['500ms'], messageExpiration: '3s', delayNotification: '1s' },
           dns: { servers: [dns.server] },
-        },
+        }),
         acceptedDomains: [{ domain: 'contoso.com' }],
         inboundConnectors: [{ name: 'OnPrem', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.10'] }],
         outboundConnectors: [

@@ -12,7 +12,7 @@ import { HopResolver } from '../delivery/resolve.js';
 import { GatewayServer } from '../smtp/server.js';
 import { explain } from './explain.js';
 import { validate } from './validate.js';
-import { Metrics, startAdmin } from '../observe/metrics.js';
+import type { Metrics } from '../observe/metrics.js';
 import type { Policy } from '../policy/types.js';
 
 // fsync and file I/O run on libuv's thread pool; 4 threads (the default) serialise the commits
@@ -62,17 +62,19 @@ async function serve(args: string[]): Promise<void> {
   log.info({ event: 'queue-recovered', directory: spool.dir, messages: recovered.ids.length, removed: recovered.removed }, 'queue recovered');
   // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
   let delivery = deliveryDeps(policy);
-  const metrics = new Metrics();
+  // Metrics exist to be scraped: without an admin listener prom-client is not even loaded.
+  const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
+  const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
   const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
-    onResult: (connector, result) => metrics.deliveries.inc({ connector, result }),
+    onResult: (connector, result) => metrics?.deliveries.inc({ connector, result }),
   });
   const server = new GatewayServer({ getPolicy: () => policy, spool, log, metrics, onQueued: (env) => manager.enqueue(env) });
   let ready = false;
   try {
     await server.start();
-    if (policy.gateway.admin) {
+    if (policy.gateway.admin && observe && metrics) {
       const a = policy.gateway.admin;
-      const admin = await startAdmin(a.address, a.port, metrics, {
+      const admin = await observe.startAdmin(a.address, a.port, metrics, {
         ready: () => ready,
         refresh: () => {
           metrics.queueSize.set(manager.size);
@@ -97,7 +99,7 @@ async function serve(args: string[]): Promise<void> {
   const reload = (why: string) => {
     const r = loadPolicyFile(file);
     if (!r.policy) {
-      metrics.reloads.inc({ result: 'refused' });
+      metrics?.reloads.inc({ result: 'refused' });
       log.error({ event: 'reload-refused', trigger: why, errors: formatDiagnostics(r) }, 'policy reload refused; the running policy stays in force');
       return;
     }
@@ -107,13 +109,14 @@ async function serve(args: string[]): Promise<void> {
       delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
     } catch (e) {
-      metrics.reloads.inc({ result: 'refused' });
+      metrics?.reloads.inc({ result: 'refused' });
       log.error({ event: 'reload-refused', trigger: why, errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');
       return;
     }
+    if (JSON.stringify(r.policy.gateway.admin ?? null) !== JSON.stringify(policy.gateway.admin ?? null)) log.warn({ event: 'reload-admin' }, 'admin listener changes take effect at the next restart');
     policy = r.policy;
     log.level = policy.gateway.log.level;
-    metrics.reloads.inc({ result: 'applied' });
+    metrics?.reloads.inc({ result: 'applied' });
     log.info({ event: 'reloaded', trigger: why, warnings: formatDiagnostics(r) }, 'policy reloaded');
   };
   process.on('SIGHUP', () => reload('SIGHUP'));

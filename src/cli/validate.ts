@@ -14,10 +14,11 @@ import { newQueueId } from '../queue/spool.js';
 import { Readable } from 'node:stream';
 import { rfc5322Date } from '../smtp/message.js';
 import { ReplyReader } from '../smtp/reply-reader.js';
+import { contextTrustingRoots } from '../tls/context.js';
 
 type Step = { ok: boolean; what: string; detail: string; required: boolean };
 
-async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDomain: string, caPem: string[]): Promise<Step[]> {
+async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDomain: string, trust: tls.SecureContext): Promise<Step[]> {
   const steps: Step[] = [];
   const tlsRequired = c.tlsSettings !== null;
   const sock = net.connect({ host: hop.address, port: hop.port });
@@ -45,7 +46,7 @@ async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDom
       return steps;
     }
     reader.detach(sock);
-    const secure = tls.connect({ socket: sock, servername: hop.name !== hop.address ? hop.name : undefined, rejectUnauthorized: false, ca: caPem, minVersion: 'TLSv1.2' });
+    const secure = tls.connect({ socket: sock, servername: hop.name !== hop.address ? hop.name : undefined, rejectUnauthorized: false, secureContext: trust, minVersion: 'TLSv1.2' });
     await new Promise<void>((res, rej) => {
       secure.once('secureConnect', () => res());
       secure.once('error', rej);
@@ -95,7 +96,8 @@ export async function validate(args: string[], configPath: (v?: string) => strin
   const exact = c.recipientDomains.find((d) => d.kind === 'exact');
   const rcptDomain = values.to ? values.to.slice(values.to.lastIndexOf('@') + 1).toLowerCase() : exact?.kind === 'exact' ? exact.name : '';
   const resolver = new HopResolver(policy.gateway.dns.servers);
-  const caPem = [...tls.rootCertificates, ...(c.tlsCertificateAuthorities ? [fs.readFileSync(c.tlsCertificateAuthorities, 'utf8')] : [])];
+  // The same trust as the daemon's deliveries: bundled roots plus the connector's CAs.
+  const trust = contextTrustingRoots({ minVersion: 'TLSv1.2' }, c.tlsCertificateAuthorities ? [fs.readFileSync(c.tlsCertificateAuthorities, 'utf8')] : []);
   let hops: NextHop[] = [];
   const out: string[] = [`connector "${c.name}" (tlsSettings: ${c.tlsSettings ?? 'null (opportunistic)'})`];
   try {
@@ -109,7 +111,7 @@ export async function validate(args: string[], configPath: (v?: string) => strin
   let failed = hops.length === 0;
   for (const hop of hops) {
     out.push(`next hop ${hop.name} [${hop.address}]:${hop.port}`);
-    for (const s of await probe(hop, c, policy, rcptDomain, caPem)) {
+    for (const s of await probe(hop, c, policy, rcptDomain, trust)) {
       out.push(`  ${s.ok ? 'PASS' : s.required ? 'FAIL' : 'WARN'} ${s.what}: ${s.detail}`);
       if (!s.ok && s.required) failed = true;
     }

@@ -1,13 +1,13 @@
 // One delivery of one message to the recipients that share a route: try the next hops in
 // order, enforce the connector's TLS, relay the spooled bytes as they are.
 import fs from 'node:fs';
-import tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Route } from '../policy/outbound.js';
 import type { Policy } from '../policy/types.js';
 import type { Envelope } from '../queue/spool.js';
 import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
+import { caSetKey } from '../tls/context.js';
 
 /** The outcome for one recipient of one attempt. */
 export interface RecipientOutcome {
@@ -90,10 +90,9 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   try {
     if (route.kind === 'connector') {
       const c = route.connector;
-      const extra = c.tlsCertificateAuthorities ? [deps.readCa(c.tlsCertificateAuthorities)] : [];
       req = {
         settings: c.tlsSettings,
-        ca: [...tls.rootCertificates, ...extra],
+        extraCa: c.tlsCertificateAuthorities ? [deps.readCa(c.tlsCertificateAuthorities)] : [],
         domain: c.tlsSettings === 'domainValidation' ? domainToValidate(c.tlsDomain, rcptDomain) : null,
       };
       if (c.useMXRecord) hops = await deps.resolver.domain(rcptDomain);
@@ -110,7 +109,7 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
         if (!hops.length && lastErr) throw lastErr;
       }
     } else {
-      req = { settings: null, ca: undefined, domain: null };
+      req = { settings: null, extraCa: [], domain: null };
       hops = await deps.resolver.domain(rcptDomain);
     }
   } catch (e) {
@@ -276,7 +275,7 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
   const remote = `${hop.name}[${hop.address}]:${hop.port}`;
   const sni = hop.name !== hop.address ? hop.name : undefined;
   const tlsOpts = connectionTlsOptions(req, deps.identity, sni);
-  const key = `${hop.address}|${hop.port}|${sni ?? ''}|${req.settings}|${req.domain?.text ?? ''}|${req.ca?.length ?? 0}`;
+  const key = `${hop.address}|${hop.port}|${sni ?? ''}|${req.settings}|${req.domain?.text ?? ''}|${caSetKey(req.extraCa)}`;
   const pool = deps.pool;
   // A cached connection first; if it went stale, a fresh one.
   const cached = pool?.take(key);

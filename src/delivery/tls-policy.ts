@@ -1,13 +1,14 @@
 // What an outbound connector's tlsSettings demand of a connection (SPEC §4), as nodemailer
 // SMTPConnection options, plus the name check of domainValidation.
-import { createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext } from 'node:tls';
+import type { ConnectionOptions, PeerCertificate, SecureContext } from 'node:tls';
+import { caSetKey, contextTrustingRoots } from '../tls/context.js';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
 
 export interface TlsRequirement {
   settings: TlsSettings;
-  /** Trust roots: system roots plus the connector's tlsCertificateAuthorities. */
-  ca: string[] | undefined;
+  /** Trusted besides the bundled roots: the connector's tlsCertificateAuthorities (PEM). */
+  extraCa: string[];
   /** domainValidation: the pattern the server certificate must carry. */
   domain: DomainPattern | null;
 }
@@ -19,12 +20,12 @@ export interface ClientIdentity {
   contexts?: Map<string, SecureContext>;
 }
 
-function secureContextFor(identity: ClientIdentity, ca: string[] | undefined): SecureContext {
-  const key = ca ? `${ca.length}:${ca[ca.length - 1]?.length ?? 0}:${ca[ca.length - 1]?.slice(-64) ?? ''}` : 'system';
+function secureContextFor(identity: ClientIdentity, extraCa: string[]): SecureContext {
+  const key = caSetKey(extraCa);
   identity.contexts ??= new Map();
   let ctx = identity.contexts.get(key);
   if (!ctx) {
-    ctx = createSecureContext({ key: identity.key, cert: identity.cert, ca, minVersion: 'TLSv1.2' });
+    ctx = contextTrustingRoots({ key: identity.key, cert: identity.cert, minVersion: 'TLSv1.2' }, extraCa);
     identity.contexts.set(key, ctx);
   }
   return ctx;
@@ -50,7 +51,7 @@ export function connectionTlsOptions(req: TlsRequirement, identity: ClientIdenti
   opportunisticTLS: boolean;
   tls: ConnectionOptions;
 } {
-  const base: ConnectionOptions = { secureContext: secureContextFor(identity, req.ca), minVersion: 'TLSv1.2', servername };
+  const base: ConnectionOptions = { secureContext: secureContextFor(identity, req.extraCa), minVersion: 'TLSv1.2', servername };
   switch (req.settings) {
     case null:
       return { requireTLS: false, opportunisticTLS: true, tls: { ...base, rejectUnauthorized: false } };

@@ -11,6 +11,7 @@ import { evaluateRecipient, evaluateSender, type InboundRule, type Refusal, type
 import { replies, type Reply } from '../policy/replies.js';
 import type { ListenerSettings, Policy } from '../policy/types.js';
 import { certificateNames } from '../tls/names.js';
+import { addTrustedCas } from '../tls/context.js';
 import type { Logger } from '../observe/log.js';
 import type { Envelope, Spool } from '../queue/spool.js';
 import { MessageScanner, traceHeaders } from './message.js';
@@ -98,13 +99,25 @@ class RateCounter {
 interface TlsMaterial {
   key: string;
   cert: string;
-  ca: string[];
+  /** Client-certificate CAs trusted besides the bundled roots (see tls/context.ts). */
+  extraCa: string[];
 }
 
 export function readTlsMaterial(policy: Policy): TlsMaterial {
   const t = policy.gateway.tls;
-  const extra = t.clientCertificateAuthorities ? [fs.readFileSync(t.clientCertificateAuthorities, 'utf8')] : [];
-  return { key: fs.readFileSync(t.key, 'utf8'), cert: fs.readFileSync(t.certificate, 'utf8'), ca: [...tls.rootCertificates, ...extra] };
+  const extraCa = t.clientCertificateAuthorities ? [fs.readFileSync(t.clientCertificateAuthorities, 'utf8')] : [];
+  return { key: fs.readFileSync(t.key, 'utf8'), cert: fs.readFileSync(t.certificate, 'utf8'), extraCa };
+}
+
+/**
+ * smtp-server builds its context from the options we give it, without `ca`, so it trusts
+ * the bundled roots without listing them as client CA names; the operator's client CAs are
+ * added to it here (copy-on-write store). Used at start and after each context rebuild.
+ */
+function trustClientCas(server: SMTPServer, material: TlsMaterial): void {
+  const ctx = (server as unknown as { secureContext: Map<string, tls.SecureContext> }).secureContext.get('*');
+  if (!ctx) throw new Error('smtp-server has no default TLS context');
+  addTrustedCas(ctx, material.extraCa);
 }
 
 /**
@@ -147,6 +160,7 @@ export class GatewayServer {
     for (const listener of policy.gateway.listeners) {
       const server = new SMTPServer(this.options(policy, listener, material));
       keepDefaultContextOnSni(server);
+      trustClientCas(server, material);
       server.on('error', (err: Error & { remoteAddress?: string; meta?: { remoteAddress?: string } }) => {
         // Failed handshakes and broken client sockets are the client's problem, not ours.
         const ip = err.remoteAddress ?? err.meta?.remoteAddress;
@@ -198,7 +212,8 @@ export class GatewayServer {
   reload(policy: Policy): void {
     const material = readTlsMaterial(policy);
     for (const s of this.servers) {
-      s.server.updateSecureContext({ key: material.key, cert: material.cert, ca: material.ca, minVersion: policy.gateway.tls.minVersion });
+      s.server.updateSecureContext({ key: material.key, cert: material.cert, minVersion: policy.gateway.tls.minVersion });
+      trustClientCas(s.server, material);
       (s.server.options as SMTPServerOptions).size = policy.gateway.limits.maxMessageSize;
       (s.server.options as SMTPServerOptions).maxClients = policy.gateway.limits.maxConnections;
     }
@@ -235,7 +250,6 @@ export class GatewayServer {
       secure: listener.implicitTls,
       key: material.key,
       cert: material.cert,
-      ca: material.ca,
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: g.tls.minVersion,

@@ -101,8 +101,8 @@ export function writePolicy(dir: string, policy: { gateway: { dns?: unknown } },
 }
 
 /** Starts the gateway and waits until it listens; rejects with its stderr when it exits first. */
-export async function startGateway(configFile: string, env: Record<string, string> = {}): Promise<RunningGateway> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
+export async function startGateway(configFile: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<RunningGateway> {
+  const proc = spawn(process.execPath, [...nodeArgs, CLI, 'serve', '--config', configFile], {
     cwd: path.dirname(configFile),
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

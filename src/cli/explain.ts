@@ -54,6 +54,7 @@ export function explain(args: string[], configPath: (v?: string) => string): voi
       } else {
         out.push(`  outbound: no connector; MX lookup of ${rd.domain}, opportunistic TLS`);
       }
+      if (rd.verifyWith) out.push(`  recipient verification: callout to the next hops of ${rd.verifyWith.name}; 550 5.4.1 if they refuse the address (explain does not call out)`);
       out.push('  reply: 250 Accepted');
     }
   }

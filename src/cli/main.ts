@@ -9,6 +9,7 @@ import { Spool, isQueueId } from '../queue/spool.js';
 import { FLUSH_FILE, QueueManager } from '../queue/manager.js';
 import { ConnectionPool, deliver } from '../delivery/client.js';
 import { HopResolver } from '../delivery/resolve.js';
+import { RecipientVerifier } from '../delivery/verify.js';
 import { GatewayServer } from '../smtp/server.js';
 import { explain } from './explain.js';
 import { validate } from './validate.js';
@@ -68,7 +69,8 @@ async function serve(args: string[]): Promise<void> {
   const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
     onResult: (connector, result) => metrics?.deliveries.inc({ connector, result }),
   });
-  const server = new GatewayServer({ getPolicy: () => policy, spool, log, metrics, onQueued: (env) => manager.enqueue(env) });
+  const verifier = new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
+  const server = new GatewayServer({ getPolicy: () => policy, spool, log, metrics, verifier, onQueued: (env) => manager.enqueue(env) });
   let ready = false;
   try {
     await server.start();
@@ -108,6 +110,7 @@ async function serve(args: string[]): Promise<void> {
       server.reload(r.policy);
       delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
+      verifier.clear(); // answers were given by the old policy's next hops
     } catch (e) {
       metrics?.reloads.inc({ result: 'refused' });
       log.error({ event: 'reload-refused', trigger: why, errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');

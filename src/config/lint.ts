@@ -14,6 +14,11 @@ export function lint(p: Policy, d: Diagnostics): void {
   });
   lintInbound(p, d);
   lintOutbound(p, d);
+  p.acceptedDomains.forEach((a, i) => {
+    if (a.recipientVerification === 'callout' && a.domainType === 'internalRelay') {
+      d.warn(['acceptedDomains', i, 'recipientVerification'], 'callout has no effect on an internalRelay domain: every recipient is relayed unverified', 'make the domain authoritative, or remove recipientVerification');
+    }
+  });
 }
 
 /** Reports every connector whose name an earlier one already has. */

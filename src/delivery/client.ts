@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Route } from '../policy/outbound.js';
-import type { Policy } from '../policy/types.js';
+import type { OutboundConnector, Policy } from '../policy/types.js';
 import type { Envelope } from '../queue/spool.js';
 import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
@@ -80,6 +80,31 @@ function shuffle<T>(a: T[]): T[] {
   return a;
 }
 
+/** What a connector's tlsSettings demand of a connection for a recipient domain (SPEC §4). */
+export function connectorTlsRequirement(c: OutboundConnector, rcptDomain: string, readCa: (file: string) => string): TlsRequirement {
+  return {
+    settings: c.tlsSettings,
+    extraCa: c.tlsCertificateAuthorities ? [readCa(c.tlsCertificateAuthorities)] : [],
+    domain: c.tlsSettings === 'domainValidation' ? domainToValidate(c.tlsDomain, rcptDomain) : null,
+  };
+}
+
+/** A connector's next hops: the MX of the recipient domain, or its smart hosts in random order. */
+export async function connectorHops(c: OutboundConnector, rcptDomain: string, resolver: HopResolver): Promise<NextHop[]> {
+  if (c.useMXRecord) return resolver.domain(rcptDomain);
+  const hops: NextHop[] = [];
+  let lastErr: ResolveError | null = null;
+  for (const h of shuffle([...c.smartHosts])) {
+    try {
+      hops.push(...(await resolver.smartHost(h)));
+    } catch (e) {
+      lastErr = e as ResolveError;
+    }
+  }
+  if (!hops.length && lastErr) throw lastErr;
+  return hops;
+}
+
 export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map<string, RecipientOutcome>> {
   const { route } = job;
   const rcptDomain = job.recipients[0]!.slice(job.recipients[0]!.lastIndexOf('@') + 1).toLowerCase();
@@ -89,25 +114,8 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   let hops: NextHop[];
   try {
     if (route.kind === 'connector') {
-      const c = route.connector;
-      req = {
-        settings: c.tlsSettings,
-        extraCa: c.tlsCertificateAuthorities ? [deps.readCa(c.tlsCertificateAuthorities)] : [],
-        domain: c.tlsSettings === 'domainValidation' ? domainToValidate(c.tlsDomain, rcptDomain) : null,
-      };
-      if (c.useMXRecord) hops = await deps.resolver.domain(rcptDomain);
-      else {
-        hops = [];
-        let lastErr: ResolveError | null = null;
-        for (const h of shuffle([...c.smartHosts])) {
-          try {
-            hops.push(...(await deps.resolver.smartHost(h)));
-          } catch (e) {
-            lastErr = e as ResolveError;
-          }
-        }
-        if (!hops.length && lastErr) throw lastErr;
-      }
+      req = connectorTlsRequirement(route.connector, rcptDomain, deps.readCa);
+      hops = await connectorHops(route.connector, rcptDomain, deps.resolver);
     } else {
       req = { settings: null, extraCa: [], domain: null };
       hops = await deps.resolver.domain(rcptDomain);

@@ -13,6 +13,7 @@ export class Metrics {
   readonly tlsHandshakes = new Counter({ name: 'gateway_tls_handshakes_total', help: 'Inbound TLS handshakes, by protocol version', labelNames: ['version'], registers: [this.registry] });
   readonly queueSize = new Gauge({ name: 'gateway_queue_messages', help: 'Messages in the queue', registers: [this.registry] });
   readonly queueOldest = new Gauge({ name: 'gateway_queue_oldest_age_seconds', help: 'Age of the oldest message in the queue', registers: [this.registry] });
+  readonly verifications = new Counter({ name: 'gateway_recipient_verifications_total', help: 'Recipient verification callouts (cached answers included), by result', labelNames: ['result'], registers: [this.registry] });
   readonly reloads = new Counter({ name: 'gateway_policy_reloads_total', help: 'Policy reloads, by result', labelNames: ['result'], registers: [this.registry] });
 
   constructor() {

@@ -3,7 +3,7 @@ import { bestDomainMatch, certNameMatches, normalizeDomain, parseIp } from './ma
 import { DomainIndex, IpIndex, memo } from './index.js';
 import type { IpRange } from './match.js';
 import { replies, type Reply } from './replies.js';
-import type { AcceptedDomain, InboundConnector, Policy } from './types.js';
+import type { AcceptedDomain, InboundConnector, OutboundConnector, Policy } from './types.js';
 import { routeDomain, type Route } from './outbound.js';
 import { acceptedDomainFor } from './accepted.js';
 
@@ -36,6 +36,7 @@ export type InboundRule =
   | 'no-route'
   | 'recipient-syntax'
   | 'recipient-limit'
+  | 'unknown-recipient'
   | 'size'
   | 'bare-lf'
   | 'bare-cr'
@@ -246,6 +247,12 @@ export interface RecipientDecision {
   domain: string;
   accepted: AcceptedDomain | null;
   route: Route | null;
+  /**
+   * SPEC §3 recipientVerification: callout — ask this connector's next hops whether the
+   * recipient exists before accepting it. Only for authoritative domains, and never for
+   * on-premises sessions (they are the directory being asked).
+   */
+  verifyWith: OutboundConnector | null;
 }
 
 // Sender-specified routing in a local part: user%host, host!user, "user@host", source routes.
@@ -255,7 +262,7 @@ const ROUTING_IN_LOCAL_PART = /[%!@]/;
 export function evaluateRecipient(policy: Policy, attribution: Attribution, recipient: string): RecipientDecision {
   const at = recipient.lastIndexOf('@');
   if (at <= 0 || at === recipient.length - 1) {
-    return { refusal: { rule: 'recipient-syntax', connector: null, reply: replies.badRecipientSyntax() }, domain: '', accepted: null, route: null };
+    return { refusal: { rule: 'recipient-syntax', connector: null, reply: replies.badRecipientSyntax() }, domain: '', accepted: null, route: null, verifyWith: null };
   }
   const local = recipient.slice(0, at);
   const domain = domainOf(recipient);
@@ -264,13 +271,14 @@ export function evaluateRecipient(policy: Policy, attribution: Attribution, reci
   const relayDenied = { rule: 'relay' as const, connector: connectorName, reply: replies.relayDenied() };
   if (!attribution.mayRelay) {
     if (!accepted || ROUTING_IN_LOCAL_PART.test(local)) {
-      return { refusal: relayDenied, domain, accepted, route: null };
+      return { refusal: relayDenied, domain, accepted, route: null, verifyWith: null };
     }
   }
   const route = routeDomain(policy, domain);
   if (accepted && route.kind === 'mx') {
     // An accepted domain's MX points at the gateway itself: without a connector there is no route.
-    return { refusal: { rule: 'no-route', connector: connectorName, reply: replies.noRoute(domain) }, domain, accepted, route: null };
+    return { refusal: { rule: 'no-route', connector: connectorName, reply: replies.noRoute(domain) }, domain, accepted, route: null, verifyWith: null };
   }
-  return { refusal: null, domain, accepted, route };
+  const verify = accepted?.domainType === 'authoritative' && accepted.recipientVerification === 'callout' && route.kind === 'connector' && !attribution.mayRelay;
+  return { refusal: null, domain, accepted, route, verifyWith: verify ? route.connector : null };
 }

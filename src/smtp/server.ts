@@ -18,6 +18,7 @@ import { MessageScanner, traceHeaders } from './message.js';
 import { readProxyHeader } from './proxy.js';
 import { smallestContainingRange, parseIp } from '../policy/match.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { RecipientVerifier } from '../delivery/verify.js';
 
 // smtp-server derives an enhanced status code from the reply code alone (550 → 5.1.1), which
 // would contradict the codes of SPEC §3. Our replies carry their own code in the text; for those
@@ -74,6 +75,8 @@ export interface GatewayDeps {
   /** Called after a message is durable and acknowledged: the seam to delivery. */
   onQueued?: (env: Envelope) => void;
   metrics?: Metrics;
+  /** recipientVerification: callout. Without it such recipients are accepted unverified. */
+  verifier?: Pick<RecipientVerifier, 'verify'>;
 }
 
 /** Messages per minute per client IP, as a sliding window over two one-minute buckets. */
@@ -399,9 +402,25 @@ export class GatewayServer {
     const d = evaluateRecipient(st.policy, txn.decision.attribution, recipient);
     if (d.refusal) return cb(this.refuse(st, d.refusal, { recipient, connector: txn.decision.attribution.connector?.name ?? null }));
     const route = d.route!;
-    txn.recipients.set(recipient, route.kind === 'connector' ? route.connector.name : null);
-    st.log.info({ event: 'recipient', recipient, accepted: d.accepted?.pattern.text ?? null, route: route.kind === 'connector' ? route.connector.name : 'mx' }, 'recipient accepted');
-    cb();
+    const accept = () => {
+      txn.recipients.set(recipient, route.kind === 'connector' ? route.connector.name : null);
+      st.log.info({ event: 'recipient', recipient, accepted: d.accepted?.pattern.text ?? null, route: route.kind === 'connector' ? route.connector.name : 'mx' }, 'recipient accepted');
+      cb();
+    };
+    const verifyWith = d.verifyWith;
+    if (!verifyWith || !this.deps.verifier) return accept();
+    this.deps.verifier.verify(recipient, verifyWith).then(
+      (v) => {
+        st.log.info({ event: 'recipient-verification', recipient, connector: verifyWith.name, result: v.result, cached: v.cached, detail: v.detail }, 'recipient verification');
+        this.deps.metrics?.verifications.inc({ result: v.result });
+        if (v.result !== 'invalid') return accept(); // "unknown" (next hop unreachable) is accepted: see delivery/verify.ts
+        cb(this.refuse(st, { rule: 'unknown-recipient', connector: txn.decision.attribution.connector?.name ?? null, reply: replies.unknownRecipient() }, { recipient, verifiedBy: verifyWith.name, detail: v.detail }));
+      },
+      (err: Error) => {
+        st.log.error({ event: 'recipient-verification', recipient, connector: verifyWith.name, result: 'error', err: err.message }, 'recipient verification failed');
+        accept();
+      },
+    );
   }
 
   private async onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {

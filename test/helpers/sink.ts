@@ -1,5 +1,5 @@
 // Downstream SMTP servers for the tests: real smtp-server listeners with their own certificates.
-import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import type net from 'node:net';
 
 export interface SunkMessage {
@@ -30,7 +30,7 @@ export interface SinkOptions {
   host?: string;
   port?: number;
   /** Reply for a recipient: null = accept, else [code, text]. */
-  rcpt?: (address: string) => [number, string] | null;
+  rcpt?: (address: string, session: SMTPServerSession) => [number, string] | null;
 }
 
 export async function startSink(o: SinkOptions = {}): Promise<Sink> {
@@ -55,8 +55,8 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
       if (!session.secure) plaintext++;
       cb();
     },
-    onRcptTo(address, _session, cb) {
-      const r = o.rcpt?.(address.address);
+    onRcptTo(address, session, cb) {
+      const r = o.rcpt?.(address.address, session);
       if (r) return cb(Object.assign(new Error(r[1]), { responseCode: r[0] }));
       cb();
     },

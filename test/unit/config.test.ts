@@ -107,6 +107,10 @@ outboundConnectors:
     expect(r.policy).not.toBeNull();
     expect(r.diagnostics.map((d) => d.severity)).toEqual(['warning', 'warning']);
   });
+  it('warning: callout on an internalRelay domain does nothing', () => {
+    const out = lines(head + `acceptedDomains:\n  - domain: contoso.com\n    domainType: internalRelay\n    recipientVerification: callout\n`);
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:\d+:\d+: warning: acceptedDomains\[0\]\.recipientVerification: callout has no effect on an internalRelay domain/));
+  });
 });
 
 describe('certificate files', () => {

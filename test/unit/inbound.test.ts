@@ -152,3 +152,28 @@ describe('recipients: open relay and routing', () => {
     expect(rcpt(unattributed, 'postmaster')).toMatch(/^501 5\.1\.3/);
   });
 });
+
+describe('recipientVerification: callout', () => {
+  const p = policyOf({
+    acceptedDomains: [
+      { domain: 'contoso.com', recipientVerification: 'callout' },
+      { domain: 'fabrikam.com' },
+      { domain: 'relay.contoso.net', domainType: 'internalRelay', recipientVerification: 'callout' },
+    ],
+    inboundConnectors: [{ name: 'OnPrem IP', connectorType: 'onPremises', senderIPAddresses: ['10.0.0.0/24'] }],
+    outboundConnectors: [{ name: 'To on-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: ['[10.0.0.5]:25'] }],
+  });
+  const internet = evaluateSender(p.inboundConnectors, facts({ ip: '192.0.2.99' })).attribution;
+  const onprem = evaluateSender(p.inboundConnectors, facts({ ip: '10.0.0.9' })).attribution;
+  const verifyWith = (a: typeof internet, to: string) => evaluateRecipient(p, a, to).verifyWith?.name ?? null;
+  it('recipients of an authoritative callout domain are verified with the connector that routes them', () => {
+    expect(verifyWith(internet, 'alice@contoso.com')).toBe('To on-prem');
+    expect(verifyWith(internet, 'Alice@CONTOSO.com.')).toBe('To on-prem');
+  });
+  it('not without callout, not for internalRelay domains, not for on-premises sessions, not for refused recipients', () => {
+    expect(verifyWith(internet, 'alice@fabrikam.com')).toBeNull();
+    expect(verifyWith(internet, 'alice@relay.contoso.net')).toBeNull();
+    expect(verifyWith(onprem, 'alice@contoso.com')).toBeNull();
+    expect(verifyWith(internet, 'alice@gmail.com')).toBeNull();
+  });
+});

@@ -1,0 +1,182 @@
+// Recipient verification by callout (SPEC §3, recipientVerification: callout): before a
+// recipient of an authoritative domain is accepted, the domain's outbound connector is asked
+// whether it exists — connect with the connector's TLS demands, EHLO, MAIL FROM:<>,
+// RCPT TO:<address>, QUIT — as Postfix's reject_unverified_recipient does. Answers are cached
+// (positive 1 h, negative 10 min); concurrent questions about one address share one probe;
+// at most 10 probes run at once.
+//
+// A probe that cannot get an answer (host down, TLS refused, 4xx) gives "unknown" and the
+// recipient is accepted: the queue exists to carry mail over an on-premises outage, and
+// refusing at RCPT then would bounce or delay every inbound message. Only a 5xx to RCPT —
+// the directory saying "no such user" — refuses the recipient.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { OutboundConnector } from '../policy/types.js';
+import { ReplyReader } from '../smtp/reply-reader.js';
+import { connectorHops, connectorTlsRequirement } from './client.js';
+import type { HopResolver, NextHop } from './resolve.js';
+import { connectionTlsOptions, type ClientIdentity } from './tls-policy.js';
+
+export type VerifyResult = 'valid' | 'invalid' | 'unknown';
+
+export interface Verdict {
+  result: VerifyResult;
+  /** The next hop's reply to RCPT, or why there is none. */
+  detail: string;
+  cached: boolean;
+}
+
+export interface VerifierDeps {
+  hostname: string;
+  identity: ClientIdentity;
+  resolver: HopResolver;
+  readCa: (file: string) => string;
+}
+
+export interface VerifierOptions {
+  positiveTtlMs: number;
+  negativeTtlMs: number;
+  /** "unknown" is remembered briefly, so an outage is not probed for every RCPT. */
+  unknownTtlMs: number;
+  maxEntries: number;
+  concurrency: number;
+  timeoutMs: number;
+}
+
+const DEFAULTS: VerifierOptions = {
+  positiveTtlMs: 3_600_000,
+  negativeTtlMs: 600_000,
+  unknownTtlMs: 60_000,
+  maxEntries: 100_000,
+  concurrency: 10,
+  timeoutMs: 15_000,
+};
+
+export class RecipientVerifier {
+  private readonly cache = new Map<string, { result: VerifyResult; detail: string; until: number }>();
+  private readonly inflight = new Map<string, Promise<Verdict>>();
+  private running = 0;
+  private readonly queue: Array<() => void> = [];
+  private readonly o: VerifierOptions;
+
+  constructor(
+    private deps: () => VerifierDeps,
+    options: Partial<VerifierOptions> = {},
+  ) {
+    this.o = { ...DEFAULTS, ...options };
+  }
+
+  /** Forgets every answer (a new policy may route the domains elsewhere). */
+  clear(): void {
+    this.cache.clear();
+  }
+
+  async verify(address: string, connector: OutboundConnector): Promise<Verdict> {
+    const key = `${connector.name}\0${address.toLowerCase()}`;
+    const hit = this.cache.get(key);
+    if (hit && hit.until > Date.now()) return { result: hit.result, detail: hit.detail, cached: true };
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.limited(() => probeRecipient(address, connector, this.deps(), this.o.timeoutMs)).then((v) => {
+        this.remember(key, v.result, v.detail);
+        return v;
+      });
+      this.inflight.set(key, p);
+      void p.finally(() => this.inflight.delete(key));
+    }
+    return p;
+  }
+
+  private remember(key: string, result: VerifyResult, detail: string): void {
+    const ttl = result === 'valid' ? this.o.positiveTtlMs : result === 'invalid' ? this.o.negativeTtlMs : this.o.unknownTtlMs;
+    this.cache.delete(key);
+    this.cache.set(key, { result, detail, until: Date.now() + ttl });
+    // Bounded: a dictionary attack cannot grow it without end (oldest entries go first).
+    while (this.cache.size > this.o.maxEntries) this.cache.delete(this.cache.keys().next().value!);
+  }
+
+  private async limited<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.o.concurrency) await new Promise<void>((r) => this.queue.push(r));
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      this.running--;
+      this.queue.shift()?.();
+    }
+  }
+}
+
+/** Asks the connector's next hops, in order, until one gives a definite answer. */
+export async function probeRecipient(address: string, connector: OutboundConnector, deps: VerifierDeps, timeoutMs: number): Promise<Verdict> {
+  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+  let hops: NextHop[];
+  try {
+    hops = await connectorHops(connector, domain, deps.resolver);
+  } catch (e) {
+    return { result: 'unknown', detail: `no next hop: ${(e as Error).message}`, cached: false };
+  }
+  const req = connectorTlsRequirement(connector, domain, deps.readCa);
+  let last = 'no next hop';
+  for (const hop of hops) {
+    const t = connectionTlsOptions(req, deps.identity, hop.name !== hop.address ? hop.name : undefined);
+    try {
+      const reply = await rcptDialogue(hop, address, deps.hostname, t, timeoutMs);
+      if (reply.startsWith('2')) return { result: 'valid', detail: reply, cached: false };
+      if (reply.startsWith('5')) return { result: 'invalid', detail: reply, cached: false };
+      last = `${hop.name}: ${reply}`;
+    } catch (e) {
+      last = `${hop.name}: ${(e as Error).message}`;
+    }
+  }
+  return { result: 'unknown', detail: last, cached: false };
+}
+
+/** One probe session; resolves with the reply to RCPT TO, rejects when there is none. */
+async function rcptDialogue(hop: NextHop, address: string, helo: string, t: ReturnType<typeof connectionTlsOptions>, timeoutMs: number): Promise<string> {
+  const raw = net.connect({ host: hop.address, port: hop.port });
+  raw.on('error', () => {}); // failures surface as the rejections below
+  let sock: net.Socket = raw;
+  const timer = setTimeout(() => sock.destroy(new Error('timed out')), timeoutMs);
+  const reader = new ReplyReader();
+  try {
+    await new Promise<void>((res, rej) => {
+      raw.once('connect', res);
+      raw.once('error', rej);
+    });
+    reader.attach(raw);
+    const ask = async (line: string | null, want: string, what: string): Promise<string> => {
+      if (line !== null) sock.write(`${line}\r\n`);
+      const r = await reader.next(timeoutMs);
+      if (!r.last.startsWith(want)) throw new Error(`${what}: ${r.last}`);
+      return r.lines.join('\n');
+    };
+    await ask(null, '220', 'greeting');
+    const ehlo = await ask(`EHLO ${helo}`, '250', 'EHLO');
+    const offered = /^250[ -]STARTTLS\b/im.test(ehlo);
+    if (offered && (t.requireTLS || t.opportunisticTLS)) {
+      await ask('STARTTLS', '220', 'STARTTLS');
+      reader.detach(raw);
+      const secure = tls.connect({ ...t.tls, socket: raw });
+      secure.on('error', () => {});
+      sock = secure;
+      await new Promise<void>((res, rej) => {
+        secure.once('secureConnect', res);
+        secure.once('error', rej);
+      });
+      reader.attach(secure);
+      await ask(`EHLO ${helo}`, '250', 'EHLO after STARTTLS');
+    } else if (t.requireTLS) {
+      throw new Error('TLS required but STARTTLS not offered');
+    }
+    await ask('MAIL FROM:<>', '250', 'MAIL FROM');
+    sock.write(`RCPT TO:<${address}>\r\n`);
+    const rcpt = (await reader.next(timeoutMs)).last;
+    if (rcpt === '(closed)') throw new Error('connection closed before the reply to RCPT');
+    sock.end('QUIT\r\n');
+    return rcpt;
+  } finally {
+    clearTimeout(timer);
+    setTimeout(() => sock.destroy(), 1000).unref();
+  }
+}

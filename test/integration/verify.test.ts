@@ -1,0 +1,115 @@
+// recipientVerification: callout (SPEC §3): recipients of an authoritative domain are checked
+// with the domain's outbound smart host before they are accepted; unknown ones get 550 5.4.1.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import { issueCertificate } from '../../src/tls/issue.js';
+import { makePki, type TestPki } from '../helpers/pki.js';
+import { startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
+import { freePort } from '../helpers/wait.js';
+import { startSink, type Sink } from '../helpers/sink.js';
+import { swaks, dataReply, replyTo } from '../helpers/swaks.js';
+
+let pki: TestPki;
+let gw: RunningGateway;
+let directory: Sink;
+let selfSigned: Sink;
+/** RCPTs in transactions with the null sender, i.e. probes, per sink and address. */
+const probes: Array<{ sink: string; to: string; secure: boolean }> = [];
+const KNOWN = new Set(['alice@contoso.com', 'bob@contoso.com']);
+const probesOf = (to: string) => probes.filter((p) => p.to === to.toLowerCase()).length;
+
+beforeAll(async () => {
+  const dir = tmpDir('verify');
+  pki = makePki(path.join(dir, 'pki'));
+  const ca = pki.issuers.partnerCa;
+  const good = issueCertificate({ commonName: 'dir.contoso.test', altNames: ['dir.contoso.test'], issuer: ca });
+  const self = issueCertificate({ commonName: 'dir.contoso.test' });
+  const probe = (sink: string) => (to: string, session: { envelope: { mailFrom: false | { address: string } }; secure: boolean }) => {
+    const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : null;
+    if (from === '') probes.push({ sink, to: to.toLowerCase(), secure: session.secure });
+    return KNOWN.has(to.toLowerCase()) || to.endsWith('@relay.contoso.org') ? null : ([550, '5.1.1 User unknown'] as [number, string]);
+  };
+  directory = await startSink({ cert: { cert: good.certPem + ca.certPem, key: good.keyPem }, rcpt: probe('directory') });
+  selfSigned = await startSink({ cert: { cert: self.certPem, key: self.keyPem }, rcpt: probe('self-signed') });
+  const dead = await freePort();
+  const file = writePolicy(dir, {
+    gateway: testGateway(dir, pki, { log: { level: 'info' } }),
+    acceptedDomains: [
+      { domain: 'contoso.com', recipientVerification: 'callout' },
+      { domain: 'down.contoso.net', recipientVerification: 'callout' },
+      { domain: 'badtls.contoso.net', recipientVerification: 'callout' },
+      { domain: 'relay.contoso.org', domainType: 'internalRelay', recipientVerification: 'callout' },
+    ],
+    inboundConnectors: [{ name: 'OnPrem IP', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.10'] }],
+    outboundConnectors: [
+      { name: 'Directory', connectorType: 'onPremises', recipientDomains: ['contoso.com', 'relay.contoso.org'], smartHosts: [`[127.0.0.1]:${directory.port}`], tlsSettings: 'certificateValidation', tlsCertificateAuthorities: pki.partnerCa },
+      { name: 'Down', connectorType: 'onPremises', recipientDomains: ['down.contoso.net'], smartHosts: [`[127.0.0.1]:${dead}`], tlsSettings: null },
+      { name: 'Bad TLS', connectorType: 'onPremises', recipientDomains: ['badtls.contoso.net'], smartHosts: [`[127.0.0.1]:${selfSigned.port}`], tlsSettings: 'certificateValidation', tlsCertificateAuthorities: pki.partnerCa },
+    ],
+  });
+  gw = await startGateway(file);
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await directory?.close();
+  await selfSigned?.close();
+});
+
+const from = (to: string, extra: string[] = []) => swaks(['--server', `127.0.0.1:${gw.port}`, '--tls', '--from', 'someone@example.org', '--to', to, ...extra]);
+
+describe('recipientVerification: callout', () => {
+  it('a known recipient is accepted and delivered; an unknown one gets 550 5.4.1 at RCPT', async () => {
+    expect(dataReply(await from('alice@contoso.com'))).toMatch(/^250 2\.6\.0 Queued as/);
+    expect(replyTo(await from('nobody@contoso.com'), 'RCPT TO')).toBe('550 5.4.1 Recipient address rejected: Access denied');
+    await directory.waitFor(1);
+    expect(directory.messages.map((m) => m.to)).toEqual([['alice@contoso.com']]);
+    const refusal = gw.events('refusal').find((e) => e.recipient === 'nobody@contoso.com');
+    expect(refusal).toMatchObject({ rule: 'unknown-recipient', verifiedBy: 'Directory' });
+    expect(String(refusal!.detail)).toMatch(/^550 5\.1\.1/);
+  });
+
+  it('probes follow the connector: over TLS with its CA, from the null sender', async () => {
+    const mine = probes.filter((p) => p.sink === 'directory' && (p.to === 'alice@contoso.com' || p.to === 'nobody@contoso.com'));
+    expect(mine.length).toBe(2);
+    expect(mine.every((p) => p.secure)).toBe(true);
+  });
+
+  it('answers are cached: the same addresses again cause no new probe', async () => {
+    expect(dataReply(await from('ALICE@contoso.com'))).toMatch(/^250 2\.6\.0/);
+    expect(replyTo(await from('nobody@contoso.com'), 'RCPT TO')).toMatch(/^550 5\.4\.1/);
+    expect(probesOf('alice@contoso.com')).toBe(1);
+    expect(probesOf('nobody@contoso.com')).toBe(1);
+    const cached = gw.events('recipient-verification').filter((e) => e.cached === true);
+    expect(cached.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('one transaction with known and unknown recipients: the unknown one is refused, the message goes to the rest', async () => {
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.port, tls: { rejectUnauthorized: false } } as never);
+    const info = await t.sendMail({ from: 'someone@example.org', to: ['bob@contoso.com', 'ghost@contoso.com'], subject: 'mixed', text: 'hi' });
+    expect(info.accepted).toEqual(['bob@contoso.com']);
+    expect(info.rejected).toEqual(['ghost@contoso.com']);
+    await directory.waitFor(3);
+    expect(directory.messages.some((m) => m.to.join() === 'bob@contoso.com')).toBe(true);
+  });
+
+  it('a next hop that is down, or fails the TLS the connector demands, gives no answer: the recipient is accepted and queued', async () => {
+    expect(dataReply(await from('someone@down.contoso.net'))).toMatch(/^250 2\.6\.0/);
+    expect(dataReply(await from('someone@badtls.contoso.net'))).toMatch(/^250 2\.6\.0/);
+    const down = gw.events('recipient-verification').find((e) => e.recipient === 'someone@down.contoso.net');
+    const bad = gw.events('recipient-verification').find((e) => e.recipient === 'someone@badtls.contoso.net');
+    expect(down).toMatchObject({ result: 'unknown' });
+    expect(String(down!.detail)).toMatch(/ECONNREFUSED|refused/i);
+    expect(bad).toMatchObject({ result: 'unknown' });
+    expect(String(bad!.detail)).toMatch(/certificate|self[- ]signed/i);
+    expect(probes.filter((p) => p.sink === 'self-signed')).toEqual([]); // never asked without the TLS it demands
+  });
+
+  it('internalRelay domains and on-premises sessions are not verified', async () => {
+    expect(dataReply(await from('anyone@relay.contoso.org'))).toMatch(/^250 2\.6\.0/);
+    expect(dataReply(await swaks(['--server', `127.0.0.1:${gw.port}`, '--local-interface', '127.0.0.10', '--from', 'app@contoso.com', '--to', 'nobody2@contoso.com']))).toMatch(/^250 2\.6\.0/);
+    expect(probesOf('anyone@relay.contoso.org')).toBe(0);
+    expect(probesOf('nobody2@contoso.com')).toBe(0);
+  });
+});

@@ -214,6 +214,7 @@ export class GatewayServer {
   /** A new valid policy: new sessions use it; certificates and limits are swapped in place. */
   reload(policy: Policy): void {
     const material = readTlsMaterial(policy);
+    this.resolver = this.makeResolver(policy); // reverse lookups follow gateway.dns.servers
     for (const s of this.servers) {
       s.server.updateSecureContext({ key: material.key, cert: material.cert, minVersion: policy.gateway.tls.minVersion });
       trustClientCas(s.server, material);

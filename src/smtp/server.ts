@@ -265,6 +265,9 @@ export class GatewayServer {
       authOptional: true,
       disabledCommands: ['AUTH'],
       hideENHANCEDSTATUSCODES: false,
+      // DSN (RFC 3461) is not implemented: not offering it is honest; advertising it would
+      // promise NOTIFY=NEVER and RET that the queue does not honour.
+      hideDSN: true,
       hidePIPELINING: false,
       hide8BITMIME: false,
       hideSMTPUTF8: false,

@@ -1,6 +1,6 @@
 // Secure contexts that trust Node's bundled root CAs plus a few CAs of the operator's.
 //
-// The obvious way, `ca: [...tls.rootCertificates, ...extra]`, parses all ~140 roots again
+// The obvious way, `ca: [...tls.rootCertificates, ...extra]`, parses all 144 bundled roots again
 // for every context and, on a server that asks for client certificates, also makes every
 // root a "client CA name": OpenSSL sends the whole list in each CertificateRequest and
 // every TLS session keeps its own copy (measured: ~20 KB a session, 40 MB at 2,000 idle

@@ -8,6 +8,7 @@ import type { Envelope } from '../queue/spool.js';
 import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
 import { caSetKey } from '../tls/context.js';
+import { encodeXtext } from './xtext.js';
 
 /** The outcome for one recipient of one attempt. */
 export interface RecipientOutcome {
@@ -17,6 +18,8 @@ export interface RecipientOutcome {
   /** What to record and put in a DSN: the remote reply or our reason. */
   detail: string;
   remote?: string; // the hop that answered
+  /** Delivered to a next hop that offers DSN: NOTIFY and ORCPT went along, it reports from here on. */
+  dsnPassed?: boolean;
 }
 
 export interface DeliveryJob {
@@ -214,7 +217,9 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
     conn.once('error', onError);
     conn.once('end', onEnd);
     const env = job.envelope;
-    conn.send({ from: env.sender, to: job.recipients, size: env.size, use8BitMime: env.bodyType === '8bitmime' }, job.content(), (err: NodemailerError | null, info?: SendInfo) => {
+    const dsnPassed = passDsnParameters(conn, env);
+    const envelope = { from: env.sender, to: job.recipients, size: env.size, use8BitMime: env.bodyType === '8bitmime', ...(env.dsn ? { dsn: { ret: env.dsn.ret, envid: env.dsn.envid } } : {}) };
+    conn.send(envelope, job.content(), (err: NodemailerError | null, info?: SendInfo) => {
       const out = new Map<string, RecipientOutcome>();
       if (err && !info) {
         if (!err.responseCode) return done({ kind: 'failure', failure: classifyConnectionError(err, requireTLS) });
@@ -228,7 +233,7 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
       }
       const accepted = new Set(info!.accepted.map((a) => a.toLowerCase()));
       for (const r of job.recipients) {
-        if (accepted.has(r.toLowerCase())) out.set(r, { status: 'delivered', code: '2.0.0', detail: `${remote} said: ${info!.response ?? '250'}`, remote });
+        if (accepted.has(r.toLowerCase())) out.set(r, { status: 'delivered', code: '2.0.0', detail: `${remote} said: ${info!.response ?? '250'}`, remote, dsnPassed });
       }
       for (const re of info!.rejectedErrors ?? []) {
         const who = (re as { recipient?: string }).recipient;
@@ -238,6 +243,28 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
       done({ kind: 'result', result: out, reusable: true });
     });
   });
+}
+
+/**
+ * RFC 3461 §5.2: a relay passes each recipient's NOTIFY and ORCPT on to a next hop that offers
+ * DSN (RET and ENVID go with MAIL FROM through nodemailer's envelope.dsn). nodemailer gives
+ * every RCPT of a transaction the same NOTIFY and ORCPT, so its RCPT parameters are supplied
+ * here per recipient. Returns whether the next hop offers DSN.
+ */
+function passDsnParameters(conn: Conn, env: Envelope): boolean {
+  const c = conn as unknown as { _supportedExtensions?: string[]; _recipientQueue?: string[]; _getDsnRcptToArgs?: () => string };
+  const offered = !!c._supportedExtensions?.includes('DSN');
+  const byAddress = new Map(env.recipients.map((r) => [r.address, r]));
+  c._getDsnRcptToArgs = () => {
+    if (!offered) return '';
+    const queue = c._recipientQueue ?? [];
+    const r = byAddress.get(queue[queue.length - 1] ?? '');
+    const args: string[] = [];
+    if (r?.notify?.length) args.push(`NOTIFY=${r.notify.join(',')}`);
+    if (r?.orcpt) args.push(`ORCPT=${encodeXtext(r.orcpt)}`);
+    return args.length ? ` ${args.join(' ')}` : '';
+  };
+  return offered;
 }
 
 /** Opens a connection with the TLS the connector demands; a HopFailure when it cannot be had. */

@@ -11,7 +11,7 @@ import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
 import type { Envelope, QueuedRecipient, Spool } from './spool.js';
 import type { DeliveryJob, RecipientOutcome } from '../delivery/client.js';
-import { buildDsn, type DsnRecipient } from '../delivery/dsn.js';
+import { buildDsn, type DsnKind, type DsnRecipient } from '../delivery/dsn.js';
 
 export type DeliverFn = (job: DeliveryJob) => Promise<Map<string, RecipientOutcome>>;
 
@@ -224,6 +224,7 @@ export class QueueManager {
     );
 
     const bounces: DsnRecipient[] = [];
+    const relayed: DsnRecipient[] = [];
     for (const [r, o] of outcomes) {
       r.attempts++;
       r.lastResult = `${o.code} ${o.detail}`;
@@ -232,9 +233,12 @@ export class QueueManager {
       if (o.status === 'delivered') {
         r.status = 'delivered';
         this.log.info({ event: 'delivered', qid: id, recipient: r.address, connector, remote: o.remote, result: o.detail }, 'delivered');
+        // NOTIFY=SUCCESS: a next hop that offers DSN got the request and reports delivery;
+        // one that does not gets the message from us, so we say it was relayed (RFC 3461 §5.2.2).
+        if (r.notify?.includes('SUCCESS') && !o.dsnPassed) relayed.push(dsnRecipient(r, '2.0.0', o.detail, o.remote));
       } else if (o.status === 'failed') {
         r.status = 'failed';
-        bounces.push({ address: r.address, status: o.code, diagnostic: o.detail, remote: o.remote });
+        bounces.push(dsnRecipient(r, o.code, o.detail, o.remote));
         this.log.warn({ event: 'bounced', qid: id, recipient: r.address, connector, code: o.code, result: o.detail }, 'permanent failure');
       } else {
         this.log.info({ event: 'deferred', qid: id, recipient: r.address, connector, code: o.code, result: o.detail, attempts: r.attempts }, 'deferred');
@@ -249,7 +253,7 @@ export class QueueManager {
         for (const r of stillPending) {
           r.status = 'failed';
           const last = r.lastResult ?? 'no attempt succeeded';
-          bounces.push({ address: r.address, status: '4.4.7', diagnostic: `message expired after ${Math.round(age / 60000)} minutes in the queue; last result: ${last}` });
+          bounces.push(dsnRecipient(r, '4.4.7', `message expired after ${Math.round(age / 60000)} minutes in the queue; last result: ${last}`));
           this.log.warn({ event: 'bounced', qid: id, recipient: r.address, code: '4.4.7', result: 'expired', last }, 'expired');
           this.onResult(r.connector ?? 'none', 'expired');
         }
@@ -259,16 +263,23 @@ export class QueueManager {
         env.nextAttemptAt = new Date(now + interval).toISOString();
         if (q.delayNotification > 0 && age >= q.delayNotification && !env.delayNotified) {
           env.delayNotified = true;
-          delayed = stillPending.map((r) => ({ address: r.address, status: (r.lastResult ?? '4.0.0').split(' ')[0]!, diagnostic: r.lastResult ?? 'not yet delivered' }));
+          delayed = stillPending.map((r) => dsnRecipient(r, (r.lastResult ?? '4.0.0').split(' ')[0]!, r.lastResult ?? 'not yet delivered'));
         }
       }
     }
 
-    // DSNs are spooled before the original is updated or removed (at-least-once).
+    // DSNs are spooled before the original is updated or removed (at-least-once). Each
+    // recipient's NOTIFY decides (RFC 3461 §4.1): none given = failures and delays.
+    const reports: Array<[DsnKind, DsnRecipient[]]> = [
+      ['failed', bounces.filter((b) => wants(b, 'FAILURE'))],
+      ['delayed', delayed.filter((d) => wants(d, 'DELAY'))],
+      ['relayed', relayed],
+    ];
+    const unwanted = [...bounces.filter((b) => !wants(b, 'FAILURE')), ...delayed.filter((d) => !wants(d, 'DELAY'))];
+    if (unwanted.length) this.log.info({ event: 'dsn-suppressed', qid: id, reason: 'NOTIFY', recipients: unwanted.map((r) => r.address) }, 'no DSN: the sender asked for none');
     if (env.sender) {
-      if (bounces.length) await this.sendDsn(env, 'failed', bounces, policy);
-      if (delayed.length) await this.sendDsn(env, 'delayed', delayed, policy);
-    } else if (bounces.length) {
+      for (const [kind, list] of reports) if (list.length) await this.sendDsn(env, kind, list, policy);
+    } else if (reports.some(([, list]) => list.length)) {
       this.log.warn({ event: 'dsn-suppressed', qid: id, reason: 'null sender' }, 'no DSN for the null sender');
     }
 
@@ -282,8 +293,10 @@ export class QueueManager {
     }
   }
 
-  private async sendDsn(env: Envelope, kind: 'failed' | 'delayed', recipients: DsnRecipient[], policy: Policy): Promise<void> {
+  private async sendDsn(env: Envelope, kind: DsnKind, recipients: DsnRecipient[], policy: Policy): Promise<void> {
     const headers = await readHeaders(this.spool.contentPath(env.id));
+    // RET=FULL returns the whole message (up to a bound), otherwise the header block.
+    const full = kind === 'failed' && env.dsn?.ret === 'FULL' && env.size <= DSN_FULL_LIMIT ? await fsp.readFile(this.spool.contentPath(env.id)) : null;
     const text = buildDsn({
       kind,
       hostname: policy.gateway.hostname,
@@ -292,10 +305,12 @@ export class QueueManager {
       arrivalDate: new Date(env.receivedAt),
       recipients,
       originalHeaders: headers,
+      originalMessage: full,
+      envid: env.dsn?.envid ?? null,
     });
     const w = await this.spool.create();
     try {
-      await w.write(Buffer.from(text, 'utf8'));
+      await w.write(text);
       const dsn = await w.commit({
         receivedAt: new Date().toISOString(),
         sender: '',
@@ -311,6 +326,18 @@ export class QueueManager {
       throw e;
     }
   }
+}
+
+/** RET=FULL returns messages up to this size whole; larger ones get their headers only. */
+const DSN_FULL_LIMIT = 10 * 1024 * 1024;
+
+function dsnRecipient(r: QueuedRecipient, status: string, diagnostic: string, remote?: string): DsnRecipient {
+  return { address: r.address, status, diagnostic, remote, orcpt: r.orcpt, notify: r.notify };
+}
+
+/** Whether a recipient's NOTIFY asks for this kind of report; without NOTIFY: failures and delays. */
+function wants(r: DsnRecipient, what: 'FAILURE' | 'DELAY'): boolean {
+  return r.notify ? r.notify.includes(what) : true;
 }
 
 /** The header block of a spooled message (bounded), for text/rfc822-headers. */

@@ -16,7 +16,13 @@ export interface QueuedRecipient {
   connector: string | null;
   attempts: number;
   lastResult?: string;
+  /** RFC 3461 NOTIFY of the RCPT (absent: the default, failures and delays). */
+  notify?: DsnNotify[];
+  /** RFC 3461 ORCPT, decoded: "rfc822;user@example.com". */
+  orcpt?: string;
 }
+
+export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
 
 export interface Envelope {
   version: 1;
@@ -30,6 +36,8 @@ export interface Envelope {
   client: { ip: string; helo: string; sessionId: string; connector: string | null; tls: string | null };
   nextAttemptAt?: string;
   delayNotified?: boolean;
+  /** RFC 3461 parameters of MAIL FROM: RET (what a DSN returns) and ENVID (decoded). */
+  dsn?: { ret: 'FULL' | 'HDRS' | null; envid: string | null };
 }
 
 const ID_RE = /^[0-9A-Z]{10,32}$/;

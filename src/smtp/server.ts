@@ -13,7 +13,7 @@ import type { ListenerSettings, Policy } from '../policy/types.js';
 import { certificateNames } from '../tls/names.js';
 import { addTrustedCas } from '../tls/context.js';
 import type { Logger } from '../observe/log.js';
-import type { Envelope, Spool } from '../queue/spool.js';
+import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool.js';
 import { MessageScanner, traceHeaders } from './message.js';
 import { readProxyHeader } from './proxy.js';
 import { smallestContainingRange, parseIp } from '../policy/match.js';
@@ -132,6 +132,24 @@ function trustClientCas(server: SMTPServer, material: TlsMaterial): void {
 function keepDefaultContextOnSni(server: SMTPServer): void {
   (server as unknown as { _resolveSNI: (name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void })._resolveSNI = (_name, cb) =>
     cb(null, undefined);
+}
+
+type DsnParams = { dsn?: { notify?: string[]; orcpt?: string; ret?: string | null; envid?: string | null } };
+
+/** RFC 3461 parameters of one RCPT, as the queue keeps them. */
+function dsnOfRecipient(r: SMTPServerAddress): Pick<QueuedRecipient, 'notify' | 'orcpt'> {
+  const d = (r as SMTPServerAddress & DsnParams).dsn;
+  const out: Pick<QueuedRecipient, 'notify' | 'orcpt'> = {};
+  if (d?.notify?.length) out.notify = d.notify.map((n) => n.toUpperCase()) as DsnNotify[];
+  if (d?.orcpt) out.orcpt = d.orcpt; // smtp-server has decoded the xtext
+  return out;
+}
+
+/** RFC 3461 parameters of MAIL FROM, when the sender gave any. */
+function dsnOfMessage(e: SMTPServerSession['envelope']): Pick<Envelope, 'dsn'> {
+  const d = (e as SMTPServerSession['envelope'] & DsnParams).dsn;
+  if (!d || (!d.ret && !d.envid)) return {};
+  return { dsn: { ret: d.ret === 'FULL' || d.ret === 'HDRS' ? d.ret : null, envid: d.envid ?? null } };
 }
 
 const isLoopback = (ip: string) => ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
@@ -265,9 +283,7 @@ export class GatewayServer {
       authOptional: true,
       disabledCommands: ['AUTH'],
       hideENHANCEDSTATUSCODES: false,
-      // DSN (RFC 3461) is not implemented: not offering it is honest; advertising it would
-      // promise NOTIFY=NEVER and RET that the queue does not honour.
-      hideDSN: true,
+      hideDSN: false, // RFC 3461: NOTIFY, ORCPT, RET, ENVID are kept with the message and honoured
       hidePIPELINING: false,
       hide8BITMIME: false,
       hideSMTPUTF8: false,
@@ -486,7 +502,14 @@ export class GatewayServer {
         env = await writer.commit({
           receivedAt: new Date().toISOString(),
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending', connector: txn.recipients.get(r.address) ?? null, attempts: 0 })),
+          recipients: session.envelope.rcptTo.map((r) => ({
+            address: r.address,
+            status: 'pending',
+            connector: txn.recipients.get(r.address) ?? null,
+            attempts: 0,
+            ...dsnOfRecipient(r),
+          })),
+          ...dsnOfMessage(session.envelope),
           bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
           smtpUtf8: !!session.envelope.smtpUtf8,
           client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sessionId: session.id, connector, tls: st.tls ? st.tls.version : null },

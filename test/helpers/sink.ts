@@ -10,6 +10,9 @@ export interface SunkMessage {
   tlsName: string | null;
   bodyType: string;
   smtpUtf8: boolean;
+  /** RFC 3461 parameters as received: MAIL FROM's RET/ENVID, each RCPT's NOTIFY/ORCPT. */
+  dsn: { ret: string | null; envid: string | null } | null;
+  rcptDsn: Record<string, { notify?: string[]; orcpt?: string } | undefined>;
 }
 
 export interface Sink {
@@ -29,6 +32,8 @@ export interface SinkOptions {
   noStartTls?: boolean;
   host?: string;
   port?: number;
+  /** false: do not offer DSN (RFC 3461). */
+  dsn?: boolean;
   /** Reply for a recipient: null = accept, else [code, text]. */
   rcpt?: (address: string, session: SMTPServerSession) => [number, string] | null;
 }
@@ -43,6 +48,7 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     authOptional: true,
     disabledCommands: o.noStartTls ? ['AUTH', 'STARTTLS'] : ['AUTH'],
     hideSTARTTLS: !!o.noStartTls,
+    hideDSN: o.dsn === false,
     logger: false,
     disableReverseLookup: true,
     closeTimeout: 200, // the gateway keeps idle connections cached; do not wait for them
@@ -72,6 +78,8 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
           tlsName: session.servername ?? null,
           bodyType: session.envelope.bodyType ?? '7bit',
           smtpUtf8: !!session.envelope.smtpUtf8,
+          dsn: (session.envelope as { dsn?: { ret: string | null; envid: string | null } }).dsn ?? null,
+          rcptDsn: Object.fromEntries(session.envelope.rcptTo.map((r) => [r.address, (r as { dsn?: { notify?: string[]; orcpt?: string } }).dsn])),
         });
         waiters.splice(0).forEach((w) => w());
         cb(null, 'OK sunk');

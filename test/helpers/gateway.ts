@@ -8,8 +8,9 @@ import { stringify } from 'yaml';
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const CLI = path.join(ROOT, 'dist/cli/main.js');
 
+/** A fresh directory under the run's temporary root (test/global-setup.ts), removed after the run. */
 export function tmpDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `cg-${prefix}-`));
+  return fs.mkdtempSync(path.join(process.env.CG_TEST_TMP ?? os.tmpdir(), `cg-${prefix}-`));
 }
 
 export interface LogEvent {

@@ -114,7 +114,7 @@ outboundConnectors:
 });
 
 describe('certificate files', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-cfg-'));
+  const dir = fs.mkdtempSync(path.join(process.env.CG_TEST_TMP ?? os.tmpdir(), 'cg-cfg-'));
   const good = issueCertificate({ commonName: 'mx1.contoso.com' });
   const other = issueCertificate({ commonName: 'other' });
   const expired = issueCertificate({ commonName: 'old', notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });

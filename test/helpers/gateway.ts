@@ -46,7 +46,7 @@ export class RunningGateway {
       }
     });
     proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) => proc.on('close', (code) => resolve(code)));
   }
 
   get port(): number {
@@ -123,6 +123,6 @@ export function runCli(args: string[], cwd = ROOT): Promise<{ code: number | nul
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }

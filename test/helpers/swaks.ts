@@ -19,7 +19,7 @@ export function swaks(args: string[], timeoutMs = 20_000): Promise<SwaksResult> 
       reject(new Error(`swaks timed out:\n${out}`));
     }, timeoutMs);
     p.on('error', (e) => reject(e));
-    p.on('exit', (code) => {
+    p.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, transcript: out, exchanges: parse(out) });
     });

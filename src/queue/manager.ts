@@ -68,6 +68,7 @@ export class QueueManager {
   private timer: NodeJS.Timeout | null = null;
   private destinations: Semaphore;
   private readonly maxConcurrent: number;
+  private readonly tickMs: number;
   private stopped = false;
 
   constructor(
@@ -90,8 +91,6 @@ export class QueueManager {
     for (const t of this.arrived.values()) if (t < oldest) oldest = t;
     return oldest === Infinity ? 0 : (Date.now() - oldest) / 1000;
   }
-  private readonly tickMs: number;
-
   get size(): number {
     return this.due.size + this.running.size;
   }
@@ -106,7 +105,10 @@ export class QueueManager {
         this.log.error({ event: 'queue-read-error', qid: id, err: (e as Error).message }, 'cannot read envelope');
       }
     }
-    this.timer = setInterval(() => this.tick(), this.tickMs);
+    this.timer = setInterval(() => {
+      this.checkFlush(); // on the timer only: not a file check for every message enqueued
+      this.tick();
+    }, this.tickMs);
     this.timer.unref();
     this.tick();
   }
@@ -116,13 +118,6 @@ export class QueueManager {
     this.due.set(env.id, Date.now());
     this.arrived.set(env.id, Date.parse(env.receivedAt));
     setImmediate(() => this.tick());
-  }
-
-  /** Makes every deferred message due now (queue retry). */
-  retryAll(): void {
-    const now = Date.now();
-    for (const id of this.due.keys()) this.due.set(id, now);
-    this.tick();
   }
 
   /** Stops scheduling; waits (bounded) for attempts in flight to finish. */
@@ -135,7 +130,6 @@ export class QueueManager {
 
   private tick(): void {
     if (this.stopped) return;
-    this.checkFlush();
     const now = Date.now();
     for (const [id, at] of this.due) {
       if (this.running.size >= this.maxConcurrent) break;

@@ -2,18 +2,17 @@
 // connector the way delivery will (banner, STARTTLS, TLS version, chain, name), step by step,
 // and optionally send a test message through the daemon's own delivery code.
 import fs from 'node:fs';
-import net from 'node:net';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
 import { HopResolver, type NextHop } from '../delivery/resolve.js';
 import { checkName, domainToValidate } from '../delivery/tls-policy.js';
 import { deliver } from '../delivery/client.js';
+import { SmtpDialogue } from '../delivery/dialogue.js';
 import type { OutboundConnector, Policy } from '../policy/types.js';
 import { newQueueId } from '../queue/spool.js';
 import { Readable } from 'node:stream';
 import { rfc5322Date } from '../smtp/message.js';
-import { ReplyReader } from '../smtp/reply-reader.js';
 import { contextTrustingRoots } from '../tls/context.js';
 
 type Step = { ok: boolean; what: string; detail: string; required: boolean };
@@ -21,36 +20,24 @@ type Step = { ok: boolean; what: string; detail: string; required: boolean };
 async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDomain: string, trust: tls.SecureContext): Promise<Step[]> {
   const steps: Step[] = [];
   const tlsRequired = c.tlsSettings !== null;
-  const sock = net.connect({ host: hop.address, port: hop.port });
-  sock.setTimeout(15_000, () => sock.destroy(new Error('timed out')));
+  const d = new SmtpDialogue(hop, 15_000);
+  d.raw.setTimeout(15_000, () => d.raw.destroy(new Error('timed out')));
   try {
-    await new Promise<void>((res, rej) => {
-      sock.once('connect', () => res());
-      sock.once('error', rej);
-    });
+    await d.connected();
     steps.push({ ok: true, what: 'connect', detail: `${hop.address}:${hop.port}`, required: true });
-    const reader = new ReplyReader();
-    reader.attach(sock);
-    const r = { reply: async () => (await reader.next(15_000)).lines.join('\n') };
-    const banner = await r.reply();
+    const reply = async (line: string | null) => (await d.ask(line)).lines.join('\n');
+    const banner = await reply(null);
     steps.push({ ok: banner.startsWith('220'), what: 'banner', detail: banner.split('\n')[0]!, required: true });
-    sock.write(`EHLO ${policy.gateway.hostname}\r\n`);
-    const ehlo = await r.reply();
+    const ehlo = await reply(`EHLO ${policy.gateway.hostname}`);
     const offered = /^250[ -]STARTTLS\b/im.test(ehlo);
     steps.push({ ok: offered || !tlsRequired, what: 'STARTTLS offered', detail: offered ? 'yes' : 'no', required: tlsRequired });
     if (!offered) return steps;
-    sock.write('STARTTLS\r\n');
-    const st = await r.reply();
+    const st = await reply('STARTTLS');
     if (!st.startsWith('220')) {
       steps.push({ ok: !tlsRequired, what: 'STARTTLS', detail: st, required: tlsRequired });
       return steps;
     }
-    reader.detach(sock);
-    const secure = tls.connect({ socket: sock, servername: hop.name !== hop.address ? hop.name : undefined, rejectUnauthorized: false, secureContext: trust, minVersion: 'TLSv1.2' });
-    await new Promise<void>((res, rej) => {
-      secure.once('secureConnect', () => res());
-      secure.once('error', rej);
-    });
+    const secure = await d.starttls({ servername: hop.name !== hop.address ? hop.name : undefined, rejectUnauthorized: false, secureContext: trust, minVersion: 'TLSv1.2' });
     steps.push({ ok: true, what: 'TLS', detail: `${secure.getProtocol()} ${secure.getCipher()?.standardName ?? ''}`, required: tlsRequired });
     const chainNeeded = c.tlsSettings === 'certificateValidation' || c.tlsSettings === 'domainValidation';
     steps.push({
@@ -64,11 +51,11 @@ async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDom
       const err = checkName(pattern, secure.getPeerCertificate());
       steps.push({ ok: !err, what: 'certificate name', detail: err ? err.message : `matches ${pattern.text}`, required: true });
     }
-    secure.end('QUIT\r\n');
+    d.quit();
   } catch (e) {
     steps.push({ ok: false, what: 'connection', detail: (e as Error).message, required: true });
   } finally {
-    sock.destroy();
+    d.destroy();
   }
   return steps;
 }

@@ -9,11 +9,9 @@
 // recipient is accepted: the queue exists to carry mail over an on-premises outage, and
 // refusing at RCPT then would bounce or delay every inbound message. Only a 5xx to RCPT —
 // the directory saying "no such user" — refuses the recipient.
-import net from 'node:net';
-import tls from 'node:tls';
 import type { OutboundConnector } from '../policy/types.js';
-import { ReplyReader } from '../smtp/reply-reader.js';
 import { connectorHops, connectorTlsRequirement } from './client.js';
+import { SmtpDialogue } from './dialogue.js';
 import type { HopResolver, NextHop } from './resolve.js';
 import { connectionTlsOptions, type ClientIdentity } from './tls-policy.js';
 
@@ -134,20 +132,12 @@ export async function probeRecipient(address: string, connector: OutboundConnect
 
 /** One probe session; resolves with the reply to RCPT TO, rejects when there is none. */
 async function rcptDialogue(hop: NextHop, address: string, helo: string, t: ReturnType<typeof connectionTlsOptions>, timeoutMs: number): Promise<string> {
-  const raw = net.connect({ host: hop.address, port: hop.port });
-  raw.on('error', () => {}); // failures surface as the rejections below
-  let sock: net.Socket = raw;
-  const timer = setTimeout(() => sock.destroy(new Error('timed out')), timeoutMs);
-  const reader = new ReplyReader();
+  const d = new SmtpDialogue(hop, timeoutMs);
+  const timer = setTimeout(() => d.socket.destroy(new Error('timed out')), timeoutMs);
   try {
-    await new Promise<void>((res, rej) => {
-      raw.once('connect', res);
-      raw.once('error', rej);
-    });
-    reader.attach(raw);
+    await d.connected();
     const ask = async (line: string | null, want: string, what: string): Promise<string> => {
-      if (line !== null) sock.write(`${line}\r\n`);
-      const r = await reader.next(timeoutMs);
+      const r = await d.ask(line);
       if (!r.last.startsWith(want)) throw new Error(`${what}: ${r.last}`);
       return r.lines.join('\n');
     };
@@ -156,27 +146,18 @@ async function rcptDialogue(hop: NextHop, address: string, helo: string, t: Retu
     const offered = /^250[ -]STARTTLS\b/im.test(ehlo);
     if (offered && (t.requireTLS || t.opportunisticTLS)) {
       await ask('STARTTLS', '220', 'STARTTLS');
-      reader.detach(raw);
-      const secure = tls.connect({ ...t.tls, socket: raw });
-      secure.on('error', () => {});
-      sock = secure;
-      await new Promise<void>((res, rej) => {
-        secure.once('secureConnect', res);
-        secure.once('error', rej);
-      });
-      reader.attach(secure);
+      await d.starttls(t.tls);
       await ask(`EHLO ${helo}`, '250', 'EHLO after STARTTLS');
     } else if (t.requireTLS) {
       throw new Error('TLS required but STARTTLS not offered');
     }
     await ask('MAIL FROM:<>', '250', 'MAIL FROM');
-    sock.write(`RCPT TO:<${address}>\r\n`);
-    const rcpt = (await reader.next(timeoutMs)).last;
+    const rcpt = (await d.ask(`RCPT TO:<${address}>`)).last;
     if (rcpt === '(closed)') throw new Error('connection closed before the reply to RCPT');
-    sock.end('QUIT\r\n');
+    d.quit();
     return rcpt;
   } finally {
     clearTimeout(timer);
-    setTimeout(() => sock.destroy(), 1000).unref();
+    setTimeout(() => d.destroy(), 1000).unref();
   }
 }

@@ -1,5 +1,6 @@
 // Reads SMTP replies from a socket: lines are collected until a final "NNN " line completes a
-// reply. Used by `validate`, the benchmark's load generator and the tests' raw client.
+// reply. Used by the probes of delivery/dialogue.ts, the benchmark's load generator and the
+// tests' raw client.
 import type { Socket } from 'node:net';
 
 export interface SmtpReply {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { configurePostfix, ensurePostfixInstalled, startPostfix, stopPostfix } from './postfix.js';
@@ -74,20 +75,20 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+// One line reader per child: waitLine may be called several times on the same child.
+const readers = new WeakMap<ChildProcess, readline.Interface>();
+
 function lines(child: ChildProcess, onLine: (o: Record<string, unknown>) => void): void {
-  let buf = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        onLine(JSON.parse(l));
-      } catch {
-        /* not JSON */
-      }
+  let rl = readers.get(child);
+  if (!rl) readers.set(child, (rl = readline.createInterface({ input: child.stdout! })));
+  rl.on('line', (l) => {
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(l) as Record<string, unknown>;
+    } catch {
+      return; // not JSON
     }
+    onLine(o);
   });
 }
 

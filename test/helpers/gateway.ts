@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { stringify } from 'yaml';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -29,21 +30,15 @@ export class RunningGateway {
     readonly proc: ChildProcess,
     readonly configFile: string,
   ) {
-    let buf = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const e = JSON.parse(line) as LogEvent;
-          this.logs.push(e);
-          this.waiters = this.waiters.filter((w) => (w.pred(e) ? (w.resolve(e), false) : true));
-        } catch {
-          /* not JSON */
-        }
+    readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
+      let e: LogEvent;
+      try {
+        e = JSON.parse(line) as LogEvent;
+      } catch {
+        return; // not JSON
       }
+      this.logs.push(e);
+      this.waiters = this.waiters.filter((w) => (w.pred(e) ? (w.resolve(e), false) : true));
     });
     proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exited = new Promise((resolve) => proc.on('close', (code) => resolve(code)));

@@ -1,7 +1,7 @@
 # connector-gateway container image.
 # The base image is a build argument so that both the public image and a locally built one work:
-#   docker build --build-arg BASE_IMAGE=local/node:20-bookworm-slim --network=host -t connector-gateway .
-ARG BASE_IMAGE=node:20-bookworm-slim
+#   docker build --build-arg BASE_IMAGE=local/node:24-bookworm-slim --network=host -t connector-gateway .
+ARG BASE_IMAGE=node:24-bookworm-slim
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /app

@@ -29,10 +29,10 @@ fi
 
 # 2. A base image: the public one when present, else one built locally (no registry here).
 if [ -z "$BASE_IMAGE" ]; then
-  if docker image inspect node:20-bookworm-slim >/dev/null 2>&1; then BASE_IMAGE=node:20-bookworm-slim
+  if docker image inspect node:24-bookworm-slim >/dev/null 2>&1; then BASE_IMAGE=node:24-bookworm-slim
   else
     tool="$ROOT/../shared/tools/offline-node-image.sh"
-    [ -x "$tool" ] || [ -f "$tool" ] || skip "no node:20-bookworm-slim image and no $tool to build one"
+    [ -x "$tool" ] || [ -f "$tool" ] || skip "no node:24-bookworm-slim image and no $tool to build one"
     BASE_IMAGE=$(bash "$tool" | tail -n 1) || skip "could not build a local base image"
   fi
 fi

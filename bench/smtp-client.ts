@@ -1,7 +1,7 @@
 // A minimal SMTP client for the load generator: STARTTLS, then transactions, replies read whole.
 import net from 'node:net';
 import tls from 'node:tls';
-import { ReplyReader } from '../src/smtp/reply-reader.js';
+import { ReplyReader } from '../src/mail/reply-reader.js';
 
 export class SmtpClient {
   private reader = new ReplyReader();

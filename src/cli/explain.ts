@@ -1,10 +1,10 @@
 // `connector-gateway explain`: the same pure decisions the daemon makes, told to an operator.
 import { parseArgs } from 'node:util';
-import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
 import { evaluateRecipient, evaluateSender } from '../policy/inbound.js';
 import { formatReply } from '../policy/replies.js';
+import { configPath, loadOrExit, usageError } from './common.js';
 
-export function explain(args: string[], configPath: (v?: string) => string): void {
+export function explain(args: string[]): void {
   const { values } = parseArgs({
     args,
     options: {
@@ -16,14 +16,9 @@ export function explain(args: string[], configPath: (v?: string) => string): voi
       to: { type: 'string', multiple: true, default: [] },
     },
   });
-  if (!values.ip || values.from === undefined) throw Object.assign(new Error('explain needs --ip and --from (and usually --to)'), { code: 'USAGE' });
+  if (!values.ip || values.from === undefined) throw usageError('explain needs --ip and --from (and usually --to)');
   const file = configPath(values.config);
-  const r = loadPolicyFile(file, { checkFiles: false });
-  if (!r.policy) {
-    for (const l of formatDiagnostics(r)) process.stderr.write(l + '\n');
-    process.exit(1);
-  }
-  const policy = r.policy;
+  const policy = loadOrExit(file, { checkFiles: false });
   const certNames = values['cert-name']!;
   const tls = values.tls || certNames.length > 0;
   const out: string[] = [];
@@ -46,7 +41,7 @@ export function explain(args: string[], configPath: (v?: string) => string): voi
         continue;
       }
       out.push(`  accepted domain: ${rd.accepted ? `${rd.accepted.pattern.text} (${rd.accepted.domainType})` : 'no (relay)'}`);
-      const route = rd.route!;
+      const route = rd.route;
       if (route.kind === 'connector') {
         const c = route.connector;
         const hops = c.useMXRecord ? `MX of ${rd.domain}` : c.smartHosts.map((h) => h.text).join(', ');

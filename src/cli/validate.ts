@@ -4,7 +4,6 @@
 import fs from 'node:fs';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
-import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
 import { HopResolver, type NextHop } from '../delivery/resolve.js';
 import { checkName, domainToValidate } from '../delivery/tls-policy.js';
 import { deliver } from '../delivery/client.js';
@@ -12,8 +11,11 @@ import { SmtpDialogue } from '../delivery/dialogue.js';
 import type { OutboundConnector, Policy } from '../policy/types.js';
 import { newQueueId } from '../queue/spool.js';
 import { Readable } from 'node:stream';
-import { rfc5322Date } from '../smtp/message.js';
+import { rfc5322Date } from '../mail/date.js';
+import { domainOf } from '../mail/address.js';
 import { contextTrustingRoots } from '../tls/context.js';
+import { cachedPemReader, readIdentity } from '../tls/files.js';
+import { configPath, loadOrExit, usageError } from './common.js';
 
 type Step = { ok: boolean; what: string; detail: string; required: boolean };
 
@@ -60,28 +62,23 @@ async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDom
   return steps;
 }
 
-export async function validate(args: string[], configPath: (v?: string) => string): Promise<void> {
+export async function validate(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     options: { config: { type: 'string' }, to: { type: 'string' }, from: { type: 'string' } },
   });
   const name = positionals.join(' ');
-  if (!name) throw Object.assign(new Error('validate needs the name of an outbound connector'), { code: 'USAGE' });
+  if (!name) throw usageError('validate needs the name of an outbound connector');
   const file = configPath(values.config);
-  const r = loadPolicyFile(file);
-  if (!r.policy) {
-    for (const l of formatDiagnostics(r)) process.stderr.write(l + '\n');
-    process.exit(1);
-  }
-  const policy = r.policy;
+  const policy = loadOrExit(file);
   const c = policy.outboundConnectors.find((x) => x.name.toLowerCase() === name.toLowerCase());
   if (!c) {
     process.stderr.write(`no outbound connector "${name}"; connectors: ${policy.outboundConnectors.map((x) => x.name).join(', ')}\n`);
     process.exit(1);
   }
   const exact = c.recipientDomains.find((d) => d.kind === 'exact');
-  const rcptDomain = values.to ? values.to.slice(values.to.lastIndexOf('@') + 1).toLowerCase() : exact?.kind === 'exact' ? exact.name : '';
+  const rcptDomain = values.to ? domainOf(values.to) : exact?.kind === 'exact' ? exact.name : '';
   const resolver = new HopResolver(policy.gateway.dns.servers);
   // The same trust as the daemon's deliveries: bundled roots plus the connector's CAs.
   const trust = contextTrustingRoots({ minVersion: 'TLSv1.2' }, c.tlsCertificateAuthorities ? [fs.readFileSync(c.tlsCertificateAuthorities, 'utf8')] : []);
@@ -109,16 +106,16 @@ export async function validate(args: string[], configPath: (v?: string) => strin
     const msg = `From: <${from}>\r\nTo: <${values.to}>\r\nSubject: connector-gateway validate ${c.name}\r\nDate: ${rfc5322Date()}\r\nMessage-ID: <${id}@${policy.gateway.hostname}>\r\n\r\nTest message sent by connector-gateway validate.\r\n`;
     const result = await deliver(
       {
-        envelope: { version: 1, id, receivedAt: new Date().toISOString(), sender: from, recipients: [], size: msg.length, bodyType: '7bit', smtpUtf8: false, client: { ip: '127.0.0.1', helo: '', sessionId: 'validate', connector: null, tls: null } },
+        envelope: { id, sender: from, recipients: [], size: msg.length, bodyType: '7bit' },
         recipients: [values.to],
         route: { kind: 'connector', connector: c, matchedBy: 'validate' },
-        content: () => Readable.from([Buffer.from(msg)]) as unknown as fs.ReadStream,
+        content: () => Readable.from([Buffer.from(msg)]),
       },
       {
         policy,
-        identity: { key: fs.readFileSync(policy.gateway.tls.key, 'utf8'), cert: fs.readFileSync(policy.gateway.tls.certificate, 'utf8') },
+        identity: readIdentity(policy),
         resolver,
-        readCa: (f) => fs.readFileSync(f, 'utf8'),
+        readCa: cachedPemReader(),
       },
     );
     const o = result.get(values.to)!;

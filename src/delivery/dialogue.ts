@@ -3,7 +3,7 @@
 // (stops after RCPT). Timers are the caller's: arm them before awaiting `connected()`.
 import net from 'node:net';
 import tls from 'node:tls';
-import { ReplyReader, type SmtpReply } from '../smtp/reply-reader.js';
+import { ReplyReader, type SmtpReply } from '../mail/reply-reader.js';
 import type { NextHop } from './resolve.js';
 
 export class SmtpDialogue {

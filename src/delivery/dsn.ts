@@ -2,7 +2,7 @@
 // "delayed" warning after gateway.queue.delayNotification, and "relayed" for NOTIFY=SUCCESS
 // recipients handed to a next hop that does not offer DSN (RFC 3461).
 import { randomBytes } from 'node:crypto';
-import { rfc5322Date } from '../smtp/message.js';
+import { rfc5322Date } from '../mail/date.js';
 
 export type DsnKind = 'failed' | 'delayed' | 'relayed';
 

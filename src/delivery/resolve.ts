@@ -2,6 +2,7 @@
 import { promises as dnsp } from 'node:dns';
 import ipaddr from 'ipaddr.js';
 import type { SmartHost } from '../policy/types.js';
+import { DNS_STATUS } from './status.js';
 
 export interface NextHop {
   /** The name we were told (smart host or MX exchange): SNI and logs. */
@@ -35,7 +36,7 @@ export class HopResolver {
     if (out.length) return out;
     const err = (a.status === 'rejected' ? a.reason : aaaa.status === 'rejected' ? aaaa.reason : null) as NodeJS.ErrnoException | null;
     const code = err?.code ?? 'ENODATA';
-    throw new ResolveError(`DNS query failed for ${name}: ${code}`, false, '4.4.312');
+    throw new ResolveError(`DNS query failed for ${name}: ${code}`, false, DNS_STATUS.temporary);
   }
 
   /** MX exchanges by preference (random among equals); [] when the name has no MX. */
@@ -50,7 +51,7 @@ export class HopResolver {
       const code = (e as NodeJS.ErrnoException).code ?? '';
       if (code === 'ENODATA') return [];
       if (code === 'ENOTFOUND') return 'nxdomain';
-      throw new ResolveError(`DNS query failed for MX ${name}: ${code || (e as Error).message}`, false, '4.4.312');
+      throw new ResolveError(`DNS query failed for MX ${name}: ${code || (e as Error).message}`, false, DNS_STATUS.temporary);
     }
   }
 
@@ -65,8 +66,8 @@ export class HopResolver {
   /** MX routing for a recipient domain; NXDOMAIN and null MX are permanent. */
   async domain(domain: string, port = 25): Promise<NextHop[]> {
     const mx = await this.mx(domain);
-    if (mx === 'nxdomain') throw new ResolveError(`DNS domain ${domain} does not exist`, true, '5.4.310');
-    if (mx.length === 1 && (mx[0] === '' || mx[0] === '.')) throw new ResolveError(`${domain} does not accept mail (null MX)`, true, '5.1.10');
+    if (mx === 'nxdomain') throw new ResolveError(`DNS domain ${domain} does not exist`, true, DNS_STATUS.noSuchDomain);
+    if (mx.length === 1 && (mx[0] === '' || mx[0] === '.')) throw new ResolveError(`${domain} does not accept mail (null MX)`, true, DNS_STATUS.nullMx);
     return this.expand(mx.length ? mx : [domain], port);
   }
 
@@ -80,7 +81,7 @@ export class HopResolver {
         lastError = e as ResolveError;
       }
     }
-    if (!hops.length) throw lastError ?? new ResolveError(`no address for ${names.join(', ')}`, false, '4.4.312');
+    if (!hops.length) throw lastError ?? new ResolveError(`no address for ${names.join(', ')}`, false, DNS_STATUS.temporary);
     return hops;
   }
 }

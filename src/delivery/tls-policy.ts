@@ -5,6 +5,9 @@ import { caSetKey, contextTrustingRoots } from '../tls/context.js';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
 
+/** The error code of a failed name check (checkName), for the failure's classification. */
+export const NAME_CHECK_CODE = 'GW_CERT_NAME';
+
 export interface TlsRequirement {
   settings: TlsSettings;
   /** Trusted besides the bundled roots: the connector's tlsCertificateAuthorities (PEM). */
@@ -42,7 +45,7 @@ export function checkName(pattern: DomainPattern, cert: PeerCertificate): Error 
   const cn = cert.subject?.CN;
   const candidates = sans.length ? sans : cn ? [String(cn).toLowerCase()] : [];
   if (candidates.some((n) => certNameMatches(pattern, n))) return undefined;
-  return Object.assign(new Error(`certificate name mismatch: wanted ${pattern.text}, certificate has ${candidates.join(', ') || 'no names'}`), { code: 'GW_CERT_NAME' });
+  return Object.assign(new Error(`certificate name mismatch: wanted ${pattern.text}, certificate has ${candidates.join(', ') || 'no names'}`), { code: NAME_CHECK_CODE });
 }
 
 /** nodemailer SMTPConnection options for one attempt. */

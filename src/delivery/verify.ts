@@ -9,6 +9,8 @@
 // recipient is accepted: the queue exists to carry mail over an on-premises outage, and
 // refusing at RCPT then would bounce or delay every inbound message. Only a 5xx to RCPT —
 // the directory saying "no such user" — refuses the recipient.
+import { domainOf } from '../mail/address.js';
+import { Limiter } from '../mail/limiter.js';
 import type { OutboundConnector } from '../policy/types.js';
 import { connectorHops, connectorTlsRequirement } from './client.js';
 import { SmtpDialogue } from './dialogue.js';
@@ -53,8 +55,7 @@ const DEFAULTS: VerifierOptions = {
 export class RecipientVerifier {
   private readonly cache = new Map<string, { result: VerifyResult; detail: string; until: number }>();
   private readonly inflight = new Map<string, Promise<Verdict>>();
-  private running = 0;
-  private readonly queue: Array<() => void> = [];
+  private readonly probes: Limiter;
   private readonly o: VerifierOptions;
 
   constructor(
@@ -62,6 +63,7 @@ export class RecipientVerifier {
     options: Partial<VerifierOptions> = {},
   ) {
     this.o = { ...DEFAULTS, ...options };
+    this.probes = new Limiter(this.o.concurrency);
   }
 
   /** Forgets every answer (a new policy may route the domains elsewhere). */
@@ -75,7 +77,7 @@ export class RecipientVerifier {
     if (hit && hit.until > Date.now()) return { result: hit.result, detail: hit.detail, cached: true };
     let p = this.inflight.get(key);
     if (!p) {
-      p = this.limited(() => probeRecipient(address, connector, this.deps(), this.o.timeoutMs)).then((v) => {
+      p = this.probes.run(() => probeRecipient(address, connector, this.deps(), this.o.timeoutMs)).then((v) => {
         this.remember(key, v.result, v.detail);
         return v;
       });
@@ -92,22 +94,11 @@ export class RecipientVerifier {
     // Bounded: a dictionary attack cannot grow it without end (oldest entries go first).
     while (this.cache.size > this.o.maxEntries) this.cache.delete(this.cache.keys().next().value!);
   }
-
-  private async limited<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.running >= this.o.concurrency) await new Promise<void>((r) => this.queue.push(r));
-    this.running++;
-    try {
-      return await fn();
-    } finally {
-      this.running--;
-      this.queue.shift()?.();
-    }
-  }
 }
 
 /** Asks the connector's next hops, in order, until one gives a definite answer. */
 export async function probeRecipient(address: string, connector: OutboundConnector, deps: VerifierDeps, timeoutMs: number): Promise<Verdict> {
-  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+  const domain = domainOf(address);
   let hops: NextHop[];
   try {
     hops = await connectorHops(connector, domain, deps.resolver);

@@ -1,10 +1,11 @@
 // PURE. Inbound attribution and checks of SPEC §3: facts in, a decision out.
-import { bestDomainMatch, certNameMatches, normalizeDomain, parseIp } from './match.js';
+import { domainOf, localPartOf } from '../mail/address.js';
+import { bestDomainMatch, certNameMatches, parseIp } from './match.js';
 import { DomainIndex, IpIndex, memo } from './index.js';
 import type { IpRange } from './match.js';
 import { replies, type Reply } from './replies.js';
 import type { AcceptedDomain, InboundConnector, OutboundConnector, Policy } from './types.js';
-import { routeDomain, type Route } from './outbound.js';
+import { routeRecipientDomain, type Route } from './outbound.js';
 import { acceptedDomainFor } from './accepted.js';
 
 /** What the SMTP layer knows at MAIL FROM. */
@@ -58,11 +59,6 @@ export interface SenderDecision {
   audits: Refusal[];
   /** Human-readable steps, for logs and `explain`. */
   trace: string[];
-}
-
-export function domainOf(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? '' : normalizeDomain(address.slice(at + 1));
 }
 
 interface Candidate {
@@ -242,18 +238,21 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
   };
 }
 
-export interface RecipientDecision {
-  refusal: Refusal | null;
-  domain: string;
-  accepted: AcceptedDomain | null;
-  route: Route | null;
-  /**
-   * SPEC §3 recipientVerification: callout — ask this connector's next hops whether the
-   * recipient exists before accepting it. Only for authoritative domains, and never for
-   * on-premises sessions (they are the directory being asked).
-   */
-  verifyWith: OutboundConnector | null;
-}
+/** The RCPT TO decision: refused with a reply, or accepted with its route. */
+export type RecipientDecision =
+  | { refusal: Refusal; domain: string; accepted: AcceptedDomain | null }
+  | {
+      refusal: null;
+      domain: string;
+      accepted: AcceptedDomain | null;
+      route: Route;
+      /**
+       * SPEC §3 recipientVerification: callout — ask this connector's next hops whether the
+       * recipient exists before accepting it. Only for authoritative domains, and never for
+       * on-premises sessions (they are the directory being asked).
+       */
+      verifyWith: OutboundConnector | null;
+    };
 
 // Sender-specified routing in a local part: user%host, host!user, "user@host", source routes.
 const ROUTING_IN_LOCAL_PART = /[%!@]/;
@@ -262,22 +261,17 @@ const ROUTING_IN_LOCAL_PART = /[%!@]/;
 export function evaluateRecipient(policy: Policy, attribution: Attribution, recipient: string): RecipientDecision {
   const at = recipient.lastIndexOf('@');
   if (at <= 0 || at === recipient.length - 1) {
-    return { refusal: { rule: 'recipient-syntax', connector: null, reply: replies.badRecipientSyntax() }, domain: '', accepted: null, route: null, verifyWith: null };
+    return { refusal: { rule: 'recipient-syntax', connector: null, reply: replies.badRecipientSyntax() }, domain: '', accepted: null };
   }
-  const local = recipient.slice(0, at);
   const domain = domainOf(recipient);
   const accepted = domain.startsWith('[') ? null : acceptedDomainFor(policy.acceptedDomains, domain);
   const connectorName = attribution.connector?.name ?? null;
-  const relayDenied = { rule: 'relay' as const, connector: connectorName, reply: replies.relayDenied() };
-  if (!attribution.mayRelay) {
-    if (!accepted || ROUTING_IN_LOCAL_PART.test(local)) {
-      return { refusal: relayDenied, domain, accepted, route: null, verifyWith: null };
-    }
+  if (!attribution.mayRelay && (!accepted || ROUTING_IN_LOCAL_PART.test(localPartOf(recipient)))) {
+    return { refusal: { rule: 'relay', connector: connectorName, reply: replies.relayDenied() }, domain, accepted };
   }
-  const route = routeDomain(policy, domain);
-  if (accepted && route.kind === 'mx') {
-    // An accepted domain's MX points at the gateway itself: without a connector there is no route.
-    return { refusal: { rule: 'no-route', connector: connectorName, reply: replies.noRoute(domain) }, domain, accepted, route: null, verifyWith: null };
+  const route = routeRecipientDomain(policy, domain);
+  if (route.kind === 'none') {
+    return { refusal: { rule: 'no-route', connector: connectorName, reply: replies.noRoute(domain) }, domain, accepted };
   }
   const verify = accepted?.domainType === 'authoritative' && accepted.recipientVerification === 'callout' && route.kind === 'connector' && !attribution.mayRelay;
   return { refusal: null, domain, accepted, route, verifyWith: verify ? route.connector : null };

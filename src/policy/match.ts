@@ -1,5 +1,6 @@
 // Pure matching primitives: domain patterns, certificate names, IP ranges.
 import ipaddr from 'ipaddr.js';
+import { normalizeDomain } from '../mail/address.js';
 
 /** A domain pattern of the policy: "*" (everything), "*.x.com" (every name below x.com), or "x.com". */
 export type DomainPattern =
@@ -8,13 +9,6 @@ export type DomainPattern =
   | { kind: 'exact'; name: string; text: string };
 
 const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
-
-/** Lower-cases and drops one trailing dot, as SPEC §2 says matching does. */
-export function normalizeDomain(domain: string): string {
-  let d = domain.trim().toLowerCase();
-  if (d.endsWith('.')) d = d.slice(0, -1);
-  return d;
-}
 
 export function isValidDomainName(name: string): boolean {
   if (name.length === 0 || name.length > 253) return false;

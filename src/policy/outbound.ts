@@ -8,6 +8,9 @@ export type Route =
   | { kind: 'connector'; connector: OutboundConnector; matchedBy: string }
   | { kind: 'mx'; domain: string };
 
+/** A recipient domain's routing: a route, or none (an accepted domain no connector routes). */
+export type Routing = Route | { kind: 'none'; domain: string };
+
 // Scores (as domainMatchScore): exact > longest wildcard > allAcceptedDomains (0.5) > "*" (0).
 const ALL_ACCEPTED_SCORE = 0.5;
 
@@ -40,4 +43,15 @@ export function routeDomain(policy: Policy, domain: string): Route {
   }
   if (!best) return { kind: 'mx', domain };
   return { kind: 'connector', connector: best.connector, matchedBy: matchedPattern(best.connector, domain) };
+}
+
+/**
+ * SPEC §3/§4: the route for a recipient domain, where an accepted domain that no outbound
+ * connector routes has none — its MX points at the gateway itself, so MX is never used for it.
+ * The RCPT check and the queue both ask this one function.
+ */
+export function routeRecipientDomain(policy: Policy, domain: string): Routing {
+  const route = routeDomain(policy, domain);
+  if (route.kind === 'mx' && acceptedDomainFor(policy.acceptedDomains, domain)) return { kind: 'none', domain };
+  return route;
 }

@@ -1,16 +1,15 @@
 // The queue manager (Postfix's qmgr): schedules delivery attempts for spooled messages, keeps
 // per-recipient state in the envelope, retries on gateway.queue.retryIntervals, sends DSNs,
-// expires, and removes finished messages. It reads policy through routeDomain, like smtp does.
-import fs from 'node:fs';
+// expires, and removes finished messages. What to do is decided by the pure functions of
+// schedule.ts; this file performs it (files, timers, delivery calls, logs).
 import fsp from 'node:fs/promises';
-import path from 'node:path';
-import { routeDomain, type Route } from '../policy/outbound.js';
-import { acceptedDomainFor } from '../policy/accepted.js';
-import { domainOf } from '../policy/inbound.js';
+import { Limiter } from '../mail/limiter.js';
 import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
-import type { Envelope, QueuedRecipient, Spool } from './spool.js';
-import type { DeliveryJob, RecipientOutcome } from '../delivery/client.js';
+import type { Envelope, Spool } from './spool.js';
+import { afterAttempt, planAttempt, type AttemptResult, type RecipientEvent } from './schedule.js';
+import type { DeliveryJob } from '../delivery/client.js';
+import { outcomes, type RecipientOutcome } from '../delivery/status.js';
 import { buildDsn, type DsnKind, type DsnRecipient } from '../delivery/dsn.js';
 
 export type DeliverFn = (job: DeliveryJob) => Promise<Map<string, RecipientOutcome>>;
@@ -23,50 +22,15 @@ export interface ManagerOptions {
   tickMs?: number;
 }
 
-/** The file `connector-gateway queue retry` touches to ask the daemon to retry now. */
-export const FLUSH_FILE = '.flush';
-
-class Semaphore {
-  private used = new Map<string, number>();
-  private waiting = new Map<string, Array<() => void>>();
-  constructor(private readonly limit: number) {}
-  async acquire(key: string): Promise<void> {
-    const n = this.used.get(key) ?? 0;
-    if (n < this.limit) {
-      this.used.set(key, n + 1);
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const q = this.waiting.get(key) ?? [];
-      q.push(resolve);
-      this.waiting.set(key, q);
-    });
-  }
-  release(key: string): void {
-    const q = this.waiting.get(key);
-    const next = q?.shift();
-    if (next) return next(); // the slot passes on
-    if (q && !q.length) this.waiting.delete(key);
-    const n = (this.used.get(key) ?? 1) - 1;
-    if (n <= 0) this.used.delete(key);
-    else this.used.set(key, n);
-  }
-}
-
-function routeKey(route: Route, domain: string): string {
-  if (route.kind === 'mx') return `mx:${domain}`;
-  const c = route.connector;
-  const perDomain = c.useMXRecord || (c.tlsSettings === 'domainValidation' && !c.tlsDomain);
-  return `connector:${c.name}${perDomain ? `:${domain}` : ''}`;
-}
-
 export class QueueManager {
   private due = new Map<string, number>();
   private arrived = new Map<string, number>(); // id → receivedAt, for the oldest-age gauge
   private readonly onResult: NonNullable<ManagerOptions['onResult']>;
   private running = new Set<string>();
+  /** Deleted by the operator while an attempt was in flight: removed when it ends, never written back. */
+  private deleting = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
-  private destinations: Semaphore;
+  private destinations: Limiter;
   private readonly maxConcurrent: number;
   private readonly tickMs: number;
   private stopped = false;
@@ -80,7 +44,7 @@ export class QueueManager {
   ) {
     // As Postfix: up to 20 deliveries at once to one destination, 100 in all.
     this.maxConcurrent = opts.maxConcurrent ?? 100;
-    this.destinations = new Semaphore(opts.perDestination ?? 20);
+    this.destinations = new Limiter(opts.perDestination ?? 20);
     this.tickMs = opts.tickMs ?? 250;
     this.onResult = opts.onResult ?? (() => {});
   }
@@ -105,10 +69,7 @@ export class QueueManager {
         this.log.error({ event: 'queue-read-error', qid: id, err: (e as Error).message }, 'cannot read envelope');
       }
     }
-    this.timer = setInterval(() => {
-      this.checkFlush(); // on the timer only: not a file check for every message enqueued
-      this.tick();
-    }, this.tickMs);
+    this.timer = setInterval(() => this.tick(), this.tickMs);
     this.timer.unref();
     this.tick();
   }
@@ -141,25 +102,53 @@ export class QueueManager {
           this.log.error({ event: 'queue-error', qid: id, err: (e as Error).message }, 'delivery run failed; retrying in 60s');
           if (!this.stopped) this.due.set(id, Date.now() + 60_000);
         })
-        .finally(() => this.running.delete(id));
+        .finally(() => {
+          this.running.delete(id);
+          // Deleted during an attempt that then failed: remove it now rather than retry it.
+          if (this.deleting.delete(id)) {
+            this.due.delete(id);
+            this.arrived.delete(id);
+            void this.spool.remove(id).catch(() => {});
+          }
+        });
     }
   }
 
-  private checkFlush(): void {
-    const flag = path.join(this.spool.dir, FLUSH_FILE);
-    if (!fs.existsSync(flag)) return;
-    fs.rmSync(flag, { force: true });
-    this.log.info({ event: 'queue-flush' }, 'retrying the queue now (queue retry)');
-    void this.rescan();
-  }
-
-  /** Picks up the spool's view: messages added or rescheduled by `connector-gateway queue`. */
-  private async rescan(): Promise<void> {
+  /** `queue retry [ID]` (control channel): the message, or every waiting one, is due now. Returns how many. */
+  async retry(id: string | null): Promise<number> {
+    this.log.info({ event: 'queue-flush', qid: id ?? undefined }, id ? `retrying ${id} now (queue retry)` : 'retrying the queue now (queue retry)');
     const now = Date.now();
-    for (const env of await this.spool.list()) {
-      if (this.running.has(env.id)) continue;
-      this.due.set(env.id, env.nextAttemptAt ? Math.min(Date.parse(env.nextAttemptAt), now) : now);
+    let n = 0;
+    for (const key of id ? [id] : [...this.due.keys()]) {
+      if (this.due.has(key)) {
+        this.due.set(key, now);
+        n++;
+      } else if (this.running.has(key)) n++; // being attempted now
     }
+    setImmediate(() => this.tick());
+    return n;
+  }
+
+  /**
+   * `queue delete ID` (control channel). A message in delivery is removed when its attempt ends
+   * (its outcome is logged, nothing is written back); any other is removed now.
+   */
+  async delete(id: string): Promise<boolean> {
+    if (this.running.has(id)) {
+      this.deleting.add(id);
+      this.log.info({ event: 'deleted', qid: id, when: 'after the attempt in flight' }, 'deleted by the operator');
+      return true;
+    }
+    this.due.delete(id);
+    this.arrived.delete(id);
+    try {
+      await this.spool.remove(id);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+    this.log.info({ event: 'deleted', qid: id }, 'deleted by the operator');
+    return true;
   }
 
   private async process(id: string): Promise<void> {
@@ -174,116 +163,75 @@ export class QueueManager {
       throw e;
     }
     const policy = this.getPolicy();
-    const q = policy.gateway.queue;
     const now = Date.now();
-    const pending = env.recipients.filter((r) => r.status === 'pending');
 
-    // Group pending recipients by route: each group is one SMTP transaction.
-    const groups = new Map<string, { route: Route; recipients: QueuedRecipient[] }>();
-    const routeName = new Map<QueuedRecipient, string>(); // for logs and metrics
-    const noRoute: QueuedRecipient[] = [];
-    for (const r of pending) {
-      const domain = domainOf(r.address);
-      const route = routeDomain(policy, domain);
-      if (route.kind === 'mx' && acceptedDomainFor(policy.acceptedDomains, domain)) {
-        noRoute.push(r); // its MX is us: never look it up
-        continue;
-      }
-      const key = routeKey(route, domain);
-      routeName.set(r, route.kind === 'connector' ? route.connector.name : 'mx');
-      const g = groups.get(key) ?? { route, recipients: [] };
-      g.recipients.push(r);
-      groups.set(key, g);
-    }
-
-    const outcomes = new Map<QueuedRecipient, RecipientOutcome>();
-    for (const r of noRoute) outcomes.set(r, { status: 'deferred', code: '4.4.0', detail: `No route to ${domainOf(r.address)}` });
+    // Decide what to attempt, attempt it (one SMTP transaction per destination), decide what follows.
+    const plan = planAttempt(env, policy);
+    const results: AttemptResult[] = plan.decided.map((d) => ({ ...d, connector: null }));
     await Promise.all(
-      [...groups].map(async ([key, g]) => {
-        await this.destinations.acquire(key);
+      plan.groups.map(async (g) => {
+        await this.destinations.acquire(g.key);
+        let byAddress: Map<string, RecipientOutcome> | null = null;
+        let failure: string | null = null;
         try {
-          const result = await this.deliverFn({
-            envelope: env,
-            recipients: g.recipients.map((r) => r.address),
-            route: g.route,
-            content: () => this.spool.contentStream(id),
-          });
-          for (const r of g.recipients) outcomes.set(r, result.get(r.address) ?? { status: 'deferred', code: '4.0.0', detail: 'no result' });
+          byAddress = await this.deliverFn({ envelope: env, recipients: g.recipients, route: g.route, content: () => this.spool.contentStream(id) });
         } catch (e) {
-          for (const r of g.recipients) outcomes.set(r, { status: 'deferred', code: '4.0.0', detail: `delivery error: ${(e as Error).message}` });
+          failure = (e as Error).message;
         } finally {
-          this.destinations.release(key);
+          this.destinations.release(g.key);
+        }
+        for (const address of g.recipients) {
+          const outcome = byAddress?.get(address) ?? outcomes.internalError(failure ?? 'no result');
+          results.push({ address, connector: g.routeName, outcome });
         }
       }),
     );
+    const decision = afterAttempt(env, results, now, policy.gateway.queue);
 
-    const bounces: DsnRecipient[] = [];
-    const relayed: DsnRecipient[] = [];
-    for (const [r, o] of outcomes) {
-      r.attempts++;
-      r.lastResult = `${o.code} ${o.detail}`;
-      const connector = routeName.get(r) ?? null;
-      this.onResult(connector ?? 'none', o.status);
-      if (o.status === 'delivered') {
-        r.status = 'delivered';
-        this.log.info({ event: 'delivered', qid: id, recipient: r.address, connector, remote: o.remote, result: o.detail }, 'delivered');
-        // NOTIFY=SUCCESS: a next hop that offers DSN got the request and reports delivery;
-        // one that does not gets the message from us, so we say it was relayed (RFC 3461 §5.2.2).
-        if (r.notify?.includes('SUCCESS') && !o.dsnPassed) relayed.push(dsnRecipient(r, '2.0.0', o.detail, o.remote));
-      } else if (o.status === 'failed') {
-        r.status = 'failed';
-        bounces.push(dsnRecipient(r, o.code, o.detail, o.remote));
-        this.log.warn({ event: 'bounced', qid: id, recipient: r.address, connector, code: o.code, result: o.detail }, 'permanent failure');
-      } else {
-        this.log.info({ event: 'deferred', qid: id, recipient: r.address, connector, code: o.code, result: o.detail, attempts: r.attempts }, 'deferred');
-      }
+    // Perform it: log and count, queue the reports (before the original is updated or
+    // removed: at-least-once), then remove the message or write its new state.
+    for (const e of decision.events) this.record(id, e);
+    if (this.deleting.delete(id)) {
+      await this.spool.remove(id).catch(() => {});
+      this.arrived.delete(id);
+      return;
     }
-
-    const stillPending = env.recipients.filter((r) => r.status === 'pending');
-    const age = now - Date.parse(env.receivedAt);
-    let delayed: DsnRecipient[] = [];
-    if (stillPending.length) {
-      if (age >= q.messageExpiration) {
-        for (const r of stillPending) {
-          r.status = 'failed';
-          const last = r.lastResult ?? 'no attempt succeeded';
-          bounces.push(dsnRecipient(r, '4.4.7', `message expired after ${Math.round(age / 60000)} minutes in the queue; last result: ${last}`));
-          this.log.warn({ event: 'bounced', qid: id, recipient: r.address, code: '4.4.7', result: 'expired', last }, 'expired');
-          this.onResult(r.connector ?? 'none', 'expired');
-        }
-      } else {
-        const attempt = Math.max(...stillPending.map((r) => r.attempts), 1);
-        const interval = q.retryIntervals[Math.min(attempt - 1, q.retryIntervals.length - 1)]!;
-        env.nextAttemptAt = new Date(now + interval).toISOString();
-        if (q.delayNotification > 0 && age >= q.delayNotification && !env.delayNotified) {
-          env.delayNotified = true;
-          delayed = stillPending.map((r) => dsnRecipient(r, (r.lastResult ?? '4.0.0').split(' ')[0]!, r.lastResult ?? 'not yet delivered'));
-        }
-      }
+    for (const s of decision.suppressed) {
+      if (s.reason === 'NOTIFY') this.log.info({ event: 'dsn-suppressed', qid: id, reason: 'NOTIFY', recipients: s.recipients }, 'no DSN: the sender asked for none');
+      else this.log.warn({ event: 'dsn-suppressed', qid: id, reason: 'null sender' }, 'no DSN for the null sender');
     }
-
-    // DSNs are spooled before the original is updated or removed (at-least-once). Each
-    // recipient's NOTIFY decides (RFC 3461 §4.1): none given = failures and delays.
-    const reports: Array<[DsnKind, DsnRecipient[]]> = [
-      ['failed', bounces.filter((b) => wants(b, 'FAILURE'))],
-      ['delayed', delayed.filter((d) => wants(d, 'DELAY'))],
-      ['relayed', relayed],
-    ];
-    const unwanted = [...bounces.filter((b) => !wants(b, 'FAILURE')), ...delayed.filter((d) => !wants(d, 'DELAY'))];
-    if (unwanted.length) this.log.info({ event: 'dsn-suppressed', qid: id, reason: 'NOTIFY', recipients: unwanted.map((r) => r.address) }, 'no DSN: the sender asked for none');
-    if (env.sender) {
-      for (const [kind, list] of reports) if (list.length) await this.sendDsn(env, kind, list, policy);
-    } else if (reports.some(([, list]) => list.length)) {
-      this.log.warn({ event: 'dsn-suppressed', qid: id, reason: 'null sender' }, 'no DSN for the null sender');
-    }
-
-    if (env.recipients.every((r) => r.status !== 'pending')) {
+    for (const d of decision.dsns) await this.sendDsn(env, d.kind, d.recipients, policy);
+    const next = decision.envelope;
+    if (decision.next.done) {
       await this.spool.remove(id);
       this.arrived.delete(id);
-      this.log.info({ event: 'removed', qid: id, delivered: env.recipients.filter((r) => r.status === 'delivered').length, failed: env.recipients.filter((r) => r.status === 'failed').length }, 'message done');
+      this.log.info({ event: 'removed', qid: id, delivered: next.recipients.filter((r) => r.status === 'delivered').length, failed: next.recipients.filter((r) => r.status === 'failed').length }, 'message done');
     } else {
-      await this.spool.writeEnvelope(env);
-      if (!this.stopped) this.due.set(id, Date.parse(env.nextAttemptAt!));
+      await this.spool.writeEnvelope(next);
+      if (!this.stopped) this.due.set(id, decision.next.at);
+    }
+  }
+
+  /** One recipient's event: a log line and the delivery metric. */
+  private record(qid: string, e: RecipientEvent): void {
+    switch (e.event) {
+      case 'delivered':
+        this.onResult(e.connector ?? 'none', 'delivered');
+        this.log.info({ qid, ...e }, 'delivered');
+        return;
+      case 'deferred':
+        this.onResult(e.connector ?? 'none', 'deferred');
+        this.log.info({ qid, ...e }, 'deferred');
+        return;
+      case 'bounced':
+        if (e.expired) {
+          this.onResult(e.connector ?? 'none', 'expired');
+          this.log.warn({ qid, event: 'bounced', recipient: e.recipient, code: e.code, result: 'expired', last: e.last }, 'expired');
+        } else {
+          this.onResult(e.connector ?? 'none', 'failed');
+          this.log.warn({ qid, event: 'bounced', recipient: e.recipient, connector: e.connector, code: e.code, result: e.result }, 'permanent failure');
+        }
+        return;
     }
   }
 
@@ -324,15 +272,6 @@ export class QueueManager {
 
 /** RET=FULL returns messages up to this size whole; larger ones get their headers only. */
 const DSN_FULL_LIMIT = 10 * 1024 * 1024;
-
-function dsnRecipient(r: QueuedRecipient, status: string, diagnostic: string, remote?: string): DsnRecipient {
-  return { address: r.address, status, diagnostic, remote, orcpt: r.orcpt, notify: r.notify };
-}
-
-/** Whether a recipient's NOTIFY asks for this kind of report; without NOTIFY: failures and delays. */
-function wants(r: DsnRecipient, what: 'FAILURE' | 'DELAY'): boolean {
-  return r.notify ? r.notify.includes(what) : true;
-}
 
 /** The header block of a spooled message (bounded), for text/rfc822-headers. */
 async function readHeaders(file: string, max = 64 * 1024): Promise<string> {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed';
 
@@ -39,6 +40,12 @@ export interface Envelope {
   /** RFC 3461 parameters of MAIL FROM: RET (what a DSN returns) and ENVID (decoded). */
   dsn?: { ret: 'FULL' | 'HDRS' | null; envid: string | null };
 }
+
+/** The envelope format this code reads and writes. */
+export const ENVELOPE_VERSION = 1;
+
+/** An envelope file that exists but is not one this code can read. */
+export class EnvelopeError extends Error {}
 
 const ID_RE = /^[0-9A-Z]{10,32}$/;
 
@@ -121,7 +128,7 @@ export class MessageWriter {
     await this.handle.sync();
     await this.handle.close();
     this.closed = true;
-    const env: Envelope = { version: 1, id: this.id, size: this.bytes, ...envelope };
+    const env: Envelope = { version: ENVELOPE_VERSION, id: this.id, size: this.bytes, ...envelope };
     await this.spool.writeEnvelope(env);
     return env;
   }
@@ -193,10 +200,15 @@ export class Spool {
   }
 
   async readEnvelope(id: string): Promise<Envelope> {
-    return JSON.parse(await fsp.readFile(this.envelopePath(id), 'utf8')) as Envelope;
+    const env = JSON.parse(await fsp.readFile(this.envelopePath(id), 'utf8')) as Partial<Envelope>;
+    // A queue written by a newer release (or damaged) is not read as if it were ours.
+    if (env.version !== ENVELOPE_VERSION || env.id !== id || !Array.isArray(env.recipients)) {
+      throw new EnvelopeError(`${this.envelopePath(id)}: not an envelope of version ${ENVELOPE_VERSION} for ${id} (version ${String(env.version)})`);
+    }
+    return env as Envelope;
   }
 
-  contentStream(id: string): fs.ReadStream {
+  contentStream(id: string): Readable {
     return fs.createReadStream(this.contentPath(id));
   }
 

@@ -1,21 +1,18 @@
 // The DATA path of SPEC §3 as a streaming transform: bare CR/LF detection, hop counting,
 // removal of X-Gateway-* headers that arrive from outside, and our own headers prepended.
-// It decides nothing by itself; the caller reads `verdict()` at the end.
-
-export const MAX_RECEIVED = 30;
+// It decides nothing: what it saw (`bareLineEnding`, `receivedCount`) goes to policy/data.ts.
+import { rfc5322Date } from '../mail/date.js';
 
 const CR = 13;
 const LF = 10;
 const HEADER_END = Buffer.from('\r\n\r\n');
-
-export type ScanVerdict = { ok: true } | { ok: false; problem: 'bare-LF' | 'bare-CR' | 'hop-count' };
 
 export class MessageScanner {
   private inHeaders = true;
   private headerChunks: Buffer[] = [];
   private headerLength = 0;
   private prevWasCR = false;
-  private bare: 'bare-LF' | 'bare-CR' | null = null;
+  private bare: 'LF' | 'CR' | null = null;
   receivedCount = 0;
   strippedHeaders = 0;
 
@@ -41,7 +38,7 @@ export class MessageScanner {
 
   /** Flushes what remains at end of DATA. */
   end(): Buffer[] {
-    if (this.prevWasCR) this.bare ??= 'bare-CR';
+    if (this.prevWasCR) this.bare ??= 'CR';
     if (!this.inHeaders) return [];
     this.inHeaders = false;
     // A message of headers only (no empty line).
@@ -50,23 +47,22 @@ export class MessageScanner {
     return [this.rewriteHeaders(all)];
   }
 
-  verdict(): ScanVerdict {
-    if (this.bare) return { ok: false, problem: this.bare };
-    if (this.receivedCount > MAX_RECEIVED) return { ok: false, problem: 'hop-count' };
-    return { ok: true };
+  /** The first bare line ending seen (a CR not followed by LF, or an LF without CR), if any. */
+  get bareLineEnding(): 'LF' | 'CR' | null {
+    return this.bare;
   }
 
   private scanLineEnds(chunk: Buffer): void {
     if (this.bare) return;
     if (this.prevWasCR && chunk.length && chunk[0] !== LF) {
-      this.bare = 'bare-CR';
+      this.bare = 'CR';
       return;
     }
     let i = chunk.indexOf(LF);
     while (i >= 0) {
       const before = i > 0 ? chunk[i - 1] : this.prevWasCR ? CR : -1;
       if (before !== CR) {
-        this.bare = 'bare-LF';
+        this.bare = 'LF';
         return;
       }
       i = chunk.indexOf(LF, i + 1);
@@ -74,7 +70,7 @@ export class MessageScanner {
     i = chunk.indexOf(CR);
     while (i >= 0 && i < chunk.length - 1) {
       if (chunk[i + 1] !== LF) {
-        this.bare = 'bare-CR';
+        this.bare = 'CR';
         return;
       }
       i = chunk.indexOf(CR, i + 1);
@@ -105,15 +101,6 @@ export class MessageScanner {
 }
 
 // ---------------------------------------------------------------------------------------
-
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-const p2 = (n: number) => String(n).padStart(2, '0');
-
-/** RFC 5322 date-time in UTC: "Mon, 23 Nov 2026 20:15:36 +0000". */
-export function rfc5322Date(d = new Date()): string {
-  return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:${p2(d.getUTCSeconds())} +0000`;
-}
 
 export interface TraceInfo {
   helo: string;

@@ -2,7 +2,7 @@
 // exact SIZE= values, pipelining tricks). Replies are read whole (multi-line aware).
 import net from 'node:net';
 import tls from 'node:tls';
-import { ReplyReader } from '../../src/smtp/reply-reader.js';
+import { ReplyReader } from '../../src/mail/reply-reader.js';
 
 export class RawSmtp {
   private reader = new ReplyReader();

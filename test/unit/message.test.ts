@@ -1,12 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { MessageScanner, traceHeaders, rfc5322Date } from '../../src/smtp/message.js';
+import { MessageScanner, traceHeaders } from '../../src/smtp/message.js';
+import { rfc5322Date } from '../../src/mail/date.js';
+import { evaluateData } from '../../src/policy/data.js';
+
+/** What policy/data.ts decides from what the scanner saw. */
+function verdict(s: MessageScanner) {
+  const r = evaluateData({ sizeExceeded: false, bareLineEnding: s.bareLineEnding, receivedHeaders: s.receivedCount }, null);
+  return r ? { ok: false, problem: r.rule } : { ok: true };
+}
 
 function scan(parts: string[], prepend = 'X-Top: 1\r\n') {
   const s = new MessageScanner(prepend);
   const out: Buffer[] = [];
   for (const p of parts) out.push(...s.push(Buffer.from(p, 'latin1')));
   out.push(...s.end());
-  return { s, text: Buffer.concat(out).toString('latin1'), verdict: s.verdict() };
+  return { s, text: Buffer.concat(out).toString('latin1'), verdict: verdict(s) };
 }
 
 describe('MessageScanner', () => {
@@ -22,10 +30,10 @@ describe('MessageScanner', () => {
     expect(r.verdict.ok).toBe(true);
   });
   it('detects bare LF and bare CR, also across chunks', () => {
-    expect(scan(['Subject: a\r\n\r\nline\nmore\r\n']).verdict).toEqual({ ok: false, problem: 'bare-LF' });
-    expect(scan(['Subject: a\r\n\r\nline\rmore\r\n']).verdict).toEqual({ ok: false, problem: 'bare-CR' });
-    expect(scan(['Subject: a\r\n\r\nline\r', 'more\r\n']).verdict).toEqual({ ok: false, problem: 'bare-CR' });
-    expect(scan(['Subject: a\r\n\r\nline', '\n']).verdict).toEqual({ ok: false, problem: 'bare-LF' });
+    expect(scan(['Subject: a\r\n\r\nline\nmore\r\n']).verdict).toEqual({ ok: false, problem: 'bare-lf' });
+    expect(scan(['Subject: a\r\n\r\nline\rmore\r\n']).verdict).toEqual({ ok: false, problem: 'bare-cr' });
+    expect(scan(['Subject: a\r\n\r\nline\r', 'more\r\n']).verdict).toEqual({ ok: false, problem: 'bare-cr' });
+    expect(scan(['Subject: a\r\n\r\nline', '\n']).verdict).toEqual({ ok: false, problem: 'bare-lf' });
     expect(scan(['Subject: a\r\n\r\nline\r', '\n']).verdict.ok).toBe(true);
   });
   it('counts Received headers: 30 pass, 31 is a loop', () => {

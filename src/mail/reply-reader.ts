@@ -1,4 +1,4 @@
-// Reads SMTP replies from a socket: lines are collected until a final "NNN " line completes a
+// The base layer (imports nothing of ours). Reads SMTP replies from a socket: lines are collected until a final "NNN " line completes a
 // reply. Used by the probes of delivery/dialogue.ts, the benchmark's load generator and the
 // tests' raw client.
 import type { Socket } from 'node:net';

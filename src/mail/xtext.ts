@@ -1,3 +1,4 @@
+// The base layer (imports nothing of ours).
 // RFC 3461 §4: xtext, the encoding of ENVID and ORCPT values ("+" and two hex digits).
 // (smtp-server decodes what arrives; this encodes what goes on.)
 export function encodeXtext(s: string): string {

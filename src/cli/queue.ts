@@ -1,0 +1,77 @@
+// `connector-gateway queue`: list, show, retry and delete queued messages.
+import { parseArgs } from 'node:util';
+import { Spool, isQueueId } from '../queue/spool.js';
+import { askDaemon } from '../queue/control.js';
+import { configPath, fail, loadOrExit } from './common.js';
+
+export async function queue(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' } } });
+  const file = configPath(values.config);
+  const policy = loadOrExit(file, { checkFiles: false });
+  const spool = new Spool(policy.gateway.queue.directory);
+  const [sub, id] = positionals;
+  if (sub === 'list' || sub === undefined) {
+    const list = await spool.list();
+    for (const e of list) {
+      const pending = e.recipients.filter((x) => x.status === 'pending').length;
+      process.stdout.write(
+        `${e.id}  ${e.receivedAt}  ${String(e.size).padStart(8)}  <${e.sender}>  ${pending}/${e.recipients.length} pending  ${e.recipients.map((x) => x.address).join(', ')}\n`,
+      );
+    }
+    process.stdout.write(`${list.length} message(s) in ${spool.dir}\n`);
+    return;
+  }
+  if (sub === 'retry') {
+    if (id && !isQueueId(id)) fail(`queue retry: "${id}" is not a queue id`);
+    const reply = await askDaemon(spool.dir, { op: 'retry', id: id ?? null });
+    let n: number;
+    if (reply) {
+      if (!reply.ok) fail(reply.error, 1);
+      n = reply.count;
+    } else n = await retryFiles(spool, id ?? null);
+    if (id && n === 0) fail(`no message ${id} in ${spool.dir}`, 1);
+    process.stdout.write(`${n} message(s) scheduled for immediate retry${reply ? '' : ' (no daemon is running: at its next start)'}\n`);
+    return;
+  }
+  if (!id || !isQueueId(id)) fail(`queue ${sub}: give a queue id`);
+  if (sub === 'show') {
+    try {
+      process.stdout.write(JSON.stringify(await spool.readEnvelope(id), null, 2) + '\n');
+    } catch {
+      fail(`no message ${id} in ${spool.dir}`, 1);
+    }
+    return;
+  }
+  if (sub === 'delete') {
+    // Through the daemon when one runs: it never writes back a message deleted during its attempt.
+    const reply = await askDaemon(spool.dir, { op: 'delete', id });
+    if (reply && !reply.ok) fail(`${reply.error} in ${spool.dir}`, 1);
+    if (!reply) {
+      try {
+        await spool.remove(id);
+      } catch {
+        fail(`no message ${id} in ${spool.dir}`, 1);
+      }
+    }
+    process.stdout.write(`deleted ${id}\n`);
+    return;
+  }
+  fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | delete ID)`);
+}
+
+/** No daemon runs: the messages are made due now in their envelopes, for its next start. */
+async function retryFiles(spool: Spool, id: string | null): Promise<number> {
+  const ids = id ? [id] : (await spool.list()).map((e) => e.id);
+  let n = 0;
+  for (const t of ids) {
+    try {
+      const env = await spool.readEnvelope(t);
+      env.nextAttemptAt = new Date().toISOString();
+      await spool.writeEnvelope(env);
+      n++;
+    } catch {
+      // removed meanwhile, or not readable: nothing to retry
+    }
+  }
+  return n;
+}

@@ -1,0 +1,156 @@
+// `connector-gateway serve`: the daemon. Loads the policy, recovers the queue, starts the
+// listeners, the queue manager and the admin HTTP; reloads on SIGHUP and file changes; stops
+// on SIGTERM. It wires the rooms together and decides nothing itself.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
+import { createLogger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { Policy } from '../policy/types.js';
+import { Spool } from '../queue/spool.js';
+import { QueueManager } from '../queue/manager.js';
+import { startControl } from '../queue/control.js';
+import { deliver, type DeliveryDeps } from '../delivery/client.js';
+import { ConnectionPool } from '../delivery/pool.js';
+import { HopResolver } from '../delivery/resolve.js';
+import { RecipientVerifier } from '../delivery/verify.js';
+import { GatewayServer } from '../smtp/listener.js';
+import { cachedPemReader, readIdentity } from '../tls/files.js';
+import { configPath, fail, loadOrExit } from './common.js';
+
+export async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const file = configPath(values.config);
+  let policy = loadOrExit(file);
+  const log = createLogger(policy.gateway.log.level);
+  const spool = new Spool(policy.gateway.queue.directory);
+  // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
+  let delivery = deliveryDeps(policy);
+  // Metrics exist to be scraped: without an admin listener prom-client is not even loaded.
+  const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
+  const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
+  const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
+    onResult: (connector, result) => metrics?.deliveries.inc({ connector, result }),
+  });
+  // queue retry/delete act through the daemon (queue/control.ts), never racing an attempt. Started
+  // first: it also makes sure no other gateway runs on this queue before recovery touches it.
+  const control = await startControl(spool.dir, manager).catch((e: Error) => {
+    log.fatal({ event: 'start-failed', err: e.message }, 'cannot start');
+    log.flush();
+    return fail(`cannot start: ${e.message}`, 1);
+  });
+  const recovered = await spool.recover();
+  log.info({ event: 'queue-recovered', directory: spool.dir, messages: recovered.ids.length, removed: recovered.removed }, 'queue recovered');
+  const verifier = new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
+  const server = new GatewayServer({ getPolicy: () => policy, spool, log, metrics, verifier, onQueued: (env) => manager.enqueue(env) });
+  let ready = false;
+  try {
+    await server.start();
+    if (policy.gateway.admin && observe && metrics) {
+      const a = policy.gateway.admin;
+      const admin = await observe.startAdmin(a.address, a.port, metrics, {
+        ready: () => ready,
+        refresh: () => {
+          metrics.queueSize.set(manager.size);
+          metrics.queueOldest.set(manager.oldestAgeSeconds);
+        },
+      });
+      const port = (admin.address() as { port: number }).port;
+      log.info({ event: 'admin-listening', address: a.address, port }, `admin HTTP on ${a.address}:${port}`);
+      admin.unref();
+    }
+  } catch (e) {
+    log.fatal({ event: 'start-failed', err: (e as Error).message }, 'cannot start');
+    log.flush();
+    fail(`cannot start: ${(e as Error).message}`, 1);
+  }
+  await manager.start(recovered.ids);
+  ready = true;
+  log.info({ event: 'started', policy: path.resolve(file), listeners: server.ports }, 'connector-gateway started');
+
+  // SIGHUP and changes of the file reload the policy; an invalid policy is refused and the
+  // running one stays in force. Sessions in progress keep the policy they started with.
+  const reload = (why: string) => {
+    const r = loadPolicyFile(file);
+    if (!r.policy) {
+      metrics?.reloads.inc({ result: 'refused' });
+      log.error({ event: 'reload-refused', trigger: why, errors: formatDiagnostics(r) }, 'policy reload refused; the running policy stays in force');
+      return;
+    }
+    try {
+      const next = deliveryDeps(r.policy);
+      server.reload(r.policy);
+      delivery.pool.closeAll(); // cached connections were made under the old policy and identity
+      delivery = next;
+      verifier.clear(); // answers were given by the old policy's next hops
+    } catch (e) {
+      metrics?.reloads.inc({ result: 'refused' });
+      log.error({ event: 'reload-refused', trigger: why, errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');
+      return;
+    }
+    if (JSON.stringify(r.policy.gateway.admin ?? null) !== JSON.stringify(policy.gateway.admin ?? null)) log.warn({ event: 'reload-admin' }, 'admin listener changes take effect at the next restart');
+    policy = r.policy;
+    log.level = policy.gateway.log.level;
+    metrics?.reloads.inc({ result: 'applied' });
+    log.info({ event: 'reloaded', trigger: why, warnings: formatDiagnostics(r) }, 'policy reloaded');
+  };
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  watchFile(file, () => reload('file change'));
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    ready = false;
+    log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
+    await server.stop(10_000);
+    await manager.stop(10_000);
+    control.close();
+    delivery.pool.closeAll();
+    log.info({ event: 'stopped' }, 'stopped');
+    log.flush();
+    setTimeout(() => process.exit(0), 50);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** Calls back (debounced) when the file's content changes; survives editors that replace the file. */
+function watchFile(file: string, onChange: () => void): void {
+  let last = safeRead(file);
+  let timer: NodeJS.Timeout | null = null;
+  const check = () => {
+    timer = null;
+    const now = safeRead(file);
+    if (now !== null && now !== last) {
+      last = now;
+      onChange();
+    }
+  };
+  const schedule = () => {
+    if (!timer) timer = setTimeout(check, 300);
+  };
+  try {
+    fs.watch(path.dirname(path.resolve(file)), (_e, name) => {
+      if (!name || name === path.basename(file) || name.startsWith('..')) schedule();
+    }).unref();
+  } catch {
+    /* no inotify: SIGHUP still works */
+  }
+  // Kubernetes ConfigMaps swap a symlink; a slow poll catches what the watch misses.
+  setInterval(schedule, 5000).unref();
+}
+
+function safeRead(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** Delivery's view of a policy: identity, resolver and CA files read once per policy. */
+function deliveryDeps(policy: Policy): DeliveryDeps & { pool: ConnectionPool } {
+  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader() };
+}

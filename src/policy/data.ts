@@ -1,0 +1,23 @@
+// PURE. The end-of-DATA checks of SPEC §3: what the DATA path observed in, a refusal or
+// acceptance out. The order is the reply's priority: size, then line endings, then hop count.
+import { replies } from './replies.js';
+import type { Refusal } from './inbound.js';
+
+/** More Received: headers than this is a mail loop (RFC 5321 §6.3). */
+export const MAX_RECEIVED = 30;
+
+/** What the DATA path saw (smtp/message.ts and smtp-server's size count). */
+export interface DataFacts {
+  sizeExceeded: boolean;
+  /** The first bare line ending found, if any (SMTP smuggling). */
+  bareLineEnding: 'LF' | 'CR' | null;
+  receivedHeaders: number;
+}
+
+export function evaluateData(facts: DataFacts, connector: string | null): Refusal | null {
+  if (facts.sizeExceeded) return { rule: 'size', connector, reply: replies.tooBig() };
+  if (facts.bareLineEnding === 'LF') return { rule: 'bare-lf', connector, reply: replies.bareLineFeed('LF') };
+  if (facts.bareLineEnding === 'CR') return { rule: 'bare-cr', connector, reply: replies.bareLineFeed('CR') };
+  if (facts.receivedHeaders > MAX_RECEIVED) return { rule: 'hop-count', connector, reply: replies.hopCountExceeded() };
+  return null;
+}

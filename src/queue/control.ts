@@ -1,0 +1,119 @@
+// The queue's control channel (SPEC §6): `connector-gateway queue retry|delete` act through the
+// running daemon, so that no command races a delivery attempt (a message deleted while it is
+// being delivered must not be written back by the attempt). The daemon listens on a unix
+// socket in the queue directory — only who may enter that directory may use it — and answers
+// one JSON request per connection with one JSON reply. When no daemon answers, the commands act
+// on the files directly (nothing else is touching them then).
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export const CONTROL_SOCKET = '.control.sock';
+
+export type ControlRequest = { op: 'retry'; id: string | null } | { op: 'delete'; id: string };
+export type ControlReply = { ok: true; count: number } | { ok: false; error: string };
+
+export interface ControlHandler {
+  retry(id: string | null): Promise<number>;
+  /** true when the message existed (deleted now, or as soon as its attempt in flight ends). */
+  delete(id: string): Promise<boolean>;
+}
+
+export function controlSocketPath(queueDir: string): string {
+  return path.join(queueDir, CONTROL_SOCKET);
+}
+
+function parseRequest(line: string): ControlRequest | null {
+  try {
+    const r = JSON.parse(line) as { op?: unknown; id?: unknown };
+    if (r.op === 'retry' && (r.id === null || typeof r.id === 'string')) return { op: 'retry', id: r.id };
+    if (r.op === 'delete' && typeof r.id === 'string') return { op: 'delete', id: r.id };
+  } catch {
+    /* not JSON */
+  }
+  return null;
+}
+
+async function answer(handler: ControlHandler, req: ControlRequest): Promise<ControlReply> {
+  if (req.op === 'retry') return { ok: true, count: await handler.retry(req.id) };
+  const found = await handler.delete(req.id);
+  return found ? { ok: true, count: 1 } : { ok: false, error: `no message ${req.id}` };
+}
+
+/**
+ * Starts the channel. A socket file left by a daemon that died is replaced; one that a live
+ * daemon answers on means two daemons would share the queue, which is refused.
+ */
+export async function startControl(queueDir: string, handler: ControlHandler): Promise<net.Server> {
+  const file = controlSocketPath(queueDir);
+  fs.mkdirSync(queueDir, { recursive: true });
+  if (fs.existsSync(file)) {
+    if (await isAnswering(file)) throw new Error(`another gateway is running on the queue ${queueDir} (${file} answers)`);
+    fs.rmSync(file, { force: true });
+  }
+  const server = net.createServer((socket) => {
+    socket.setEncoding('utf8');
+    socket.on('error', () => {});
+    let buf = '';
+    socket.on('data', (d: string) => {
+      buf += d;
+      if (buf.length > 4096) return socket.destroy();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      const req = parseRequest(buf.slice(0, nl));
+      const reply: Promise<ControlReply> = req ? answer(handler, req) : Promise.resolve({ ok: false, error: 'bad request' });
+      reply.then(
+        (r) => socket.end(JSON.stringify(r) + '\n'),
+        (e: Error) => socket.end(JSON.stringify({ ok: false, error: e.message }) + '\n'),
+      );
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(file, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  fs.chmodSync(file, 0o600);
+  return server;
+}
+
+function isAnswering(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(file);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Sends a request to the daemon on this queue; null when none answers (act on the files then). */
+export function askDaemon(queueDir: string, req: ControlRequest, timeoutMs = 30_000): Promise<ControlReply | null> {
+  const file = controlSocketPath(queueDir);
+  if (!fs.existsSync(file)) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const s = net.connect(file);
+    let buf = '';
+    let connected = false;
+    s.setEncoding('utf8');
+    s.setTimeout(timeoutMs, () => s.destroy(new Error(`the daemon did not answer within ${timeoutMs} ms`)));
+    s.once('connect', () => {
+      connected = true;
+      s.write(JSON.stringify(req) + '\n');
+    });
+    s.on('data', (d: string) => (buf += d));
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      // A socket file without a daemon behind it: a daemon that died; no one else touches the files.
+      if (!connected && (e.code === 'ECONNREFUSED' || e.code === 'ENOENT')) resolve(null);
+      else reject(e);
+    });
+    s.once('close', () => {
+      if (!connected) return;
+      try {
+        resolve(JSON.parse(buf) as ControlReply);
+      } catch {
+        reject(new Error(`the daemon's answer was not understood: ${buf.slice(0, 200)}`));
+      }
+    });
+  });
+}

@@ -1,0 +1,42 @@
+// What the limits of policy/limits.ts are applied to: sessions open per client IP, and
+// messages per minute per client IP. Counting only; the decisions are policy's.
+
+/** Messages per minute per key, as a sliding window over two one-minute buckets. */
+export class RateCounter {
+  private buckets = new Map<string, { minute: number; count: number; previous: number }>();
+
+  /** Counts one event and returns the rate (events in the last minute, estimated). */
+  hit(key: string, now = Date.now()): number {
+    const minute = Math.floor(now / 60_000);
+    let b = this.buckets.get(key);
+    if (!b || b.minute < minute - 1) b = { minute, count: 0, previous: 0 };
+    else if (b.minute === minute - 1) b = { minute, count: 0, previous: b.count };
+    b.count++;
+    this.buckets.set(key, b);
+    if (this.buckets.size > 100_000) this.prune(minute);
+    const elapsed = (now % 60_000) / 60_000;
+    return b.count + b.previous * (1 - elapsed);
+  }
+
+  private prune(minute: number): void {
+    for (const [k, b] of this.buckets) if (b.minute < minute - 1) this.buckets.delete(k);
+  }
+}
+
+/** Open sessions per key. */
+export class OpenCounter {
+  private open = new Map<string, number>();
+
+  /** Counts one more and returns how many are open now. */
+  add(key: string): number {
+    const n = (this.open.get(key) ?? 0) + 1;
+    this.open.set(key, n);
+    return n;
+  }
+
+  remove(key: string): void {
+    const n = (this.open.get(key) ?? 1) - 1;
+    if (n <= 0) this.open.delete(key);
+    else this.open.set(key, n);
+  }
+}

@@ -1,0 +1,276 @@
+// The session hooks (Haraka's connection/transaction phases): each gathers the facts smtp-server
+// gives it (IP, TLS, certificate names, sender, recipient, what DATA contained), asks policy/,
+// and performs the decision: a reply, a log event, a metric, the spool. No decision is made here.
+import type tls from 'node:tls';
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import { evaluateRecipient, evaluateSender, type Refusal, type SenderDecision } from '../policy/inbound.js';
+import { connectionLimit, messageRate, messageRateLimit, recipientLimit } from '../policy/limits.js';
+import { evaluateData } from '../policy/data.js';
+import { formatReply, replies } from '../policy/replies.js';
+import type { Policy } from '../policy/types.js';
+import { certificateNames } from '../tls/names.js';
+import type { Logger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool.js';
+import type { RecipientVerifier } from '../delivery/verify.js';
+import { MessageScanner, traceHeaders } from './message.js';
+import { OpenCounter, RateCounter } from './counters.js';
+import { smtpError } from './smtp-server-adapter.js';
+
+export interface SessionDeps {
+  getPolicy: () => Policy;
+  spool: Spool;
+  log: Logger;
+  /** Called after a message is durable and acknowledged: the seam to delivery. */
+  onQueued?: (env: Envelope) => void;
+  metrics?: Metrics;
+  /** recipientVerification: callout. Without it such recipients are accepted unverified. */
+  verifier?: Pick<RecipientVerifier, 'verify'>;
+}
+
+interface Transaction {
+  decision: SenderDecision;
+  recipients: Map<string, string | null>; // address → outbound connector name (null = MX)
+}
+
+interface SessionState {
+  policy: Policy;
+  tls: { version: string; cipher: string } | null;
+  certNames: string[];
+  certSubject: string | null;
+  txn: Transaction | null;
+  counted: boolean;
+  log: Logger;
+}
+
+type Done = (err?: Error | null) => void;
+type Hooks = Required<Pick<SMTPServerOptions, 'onConnect' | 'onSecure' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>>;
+
+/** RFC 3461 parameters of one RCPT, as the queue keeps them. */
+function dsnOfRecipient(r: SMTPServerAddress): Pick<QueuedRecipient, 'notify' | 'orcpt'> {
+  const out: Pick<QueuedRecipient, 'notify' | 'orcpt'> = {};
+  if (r.dsn?.notify?.length) out.notify = r.dsn.notify.map((n) => n.toUpperCase()) as DsnNotify[];
+  if (r.dsn?.orcpt) out.orcpt = r.dsn.orcpt; // smtp-server has decoded the xtext
+  return out;
+}
+
+/** RFC 3461 parameters of MAIL FROM, when the sender gave any. */
+function dsnOfMessage(e: SMTPServerSession['envelope']): Pick<Envelope, 'dsn'> {
+  const d = e.dsn;
+  if (!d || (!d.ret && !d.envid)) return {};
+  return { dsn: { ret: d.ret === 'FULL' || d.ret === 'HDRS' ? d.ret : null, envid: d.envid ?? null } };
+}
+
+export class SessionHooks {
+  private states = new WeakMap<SMTPServerSession, SessionState>();
+  private connectionsPerIp = new OpenCounter();
+  private messageRate = new RateCounter();
+
+  constructor(
+    private readonly deps: SessionDeps,
+    private readonly listenerName: (localPort: number) => string,
+  ) {}
+
+  /** The hooks, for smtp-server's options. */
+  hooks(): Hooks {
+    return {
+      onConnect: (session, cb) => this.onConnect(session, cb),
+      onSecure: (socket, session, cb) => this.onSecure(socket as tls.TLSSocket, session, cb),
+      onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
+      onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => {
+        this.onData(stream, session, cb).catch((err: Error) => {
+          this.state(session).log.error({ event: 'data-error', err: err.message }, 'unexpected error in DATA');
+          cb(smtpError(replies.localError()));
+        });
+      },
+      onClose: (session) => this.onClose(session),
+    };
+  }
+
+  private state(session: SMTPServerSession): SessionState {
+    let st = this.states.get(session);
+    if (!st) {
+      // The policy in force when the session started stays in force for the whole session.
+      st = { policy: this.deps.getPolicy(), tls: null, certNames: [], certSubject: null, txn: null, counted: false, log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }) };
+      this.states.set(session, st);
+    }
+    return st;
+  }
+
+  /** Performs a refusal: the log event, the metric, and the error smtp-server replies with. */
+  private refuse(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): Error {
+    const r = refusal.reply;
+    st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: formatReply(r), ...extra }, 'refused');
+    this.deps.metrics?.refusals.inc({ connector: refusal.connector ?? 'none', rule: refusal.rule, code: `${r.code} ${r.enhanced}` });
+    return smtpError(r);
+  }
+
+  private onConnect(session: SMTPServerSession, cb: Done): void {
+    const st = this.state(session);
+    const open = this.connectionsPerIp.add(session.remoteAddress);
+    st.counted = true;
+    st.log.info({ event: 'connect', port: session.localPort, rdns: session.clientHostname || null }, 'connect');
+    this.deps.metrics?.sessions.inc({ listener: this.listenerName(session.localPort) });
+    this.deps.metrics?.activeSessions.inc();
+    const refusal = connectionLimit(st.policy.gateway.limits, open);
+    cb(refusal ? this.refuse(st, refusal, { connections: open }) : null);
+  }
+
+  private onClose(session: SMTPServerSession): void {
+    const st = this.states.get(session);
+    if (!st?.counted) return;
+    this.deps.metrics?.activeSessions.dec();
+    this.connectionsPerIp.remove(session.remoteAddress);
+  }
+
+  private onSecure(socket: tls.TLSSocket, session: SMTPServerSession, cb: Done): void {
+    const st = this.state(session);
+    const cipher = socket.getCipher();
+    st.tls = { version: socket.getProtocol() ?? 'unknown', cipher: cipher?.standardName ?? cipher?.name ?? 'unknown' };
+    this.deps.metrics?.tlsHandshakes.inc({ version: st.tls.version });
+    const peer = socket.getPeerCertificate();
+    const presented = !!peer && Object.keys(peer).length > 0;
+    // Only a certificate that chains to a trusted root has names (SPEC §3).
+    st.certNames = socket.authorized ? certificateNames(peer) : [];
+    st.certSubject = presented ? (peer.subject?.CN ? String(peer.subject.CN) : JSON.stringify(peer.subject)) : null;
+    st.log.info(
+      {
+        event: 'tls',
+        version: st.tls.version,
+        cipher: st.tls.cipher,
+        clientCertificate: presented ? { subject: st.certSubject, verified: socket.authorized, names: st.certNames, error: socket.authorized ? undefined : String(socket.authorizationError) } : null,
+      },
+      'tls established',
+    );
+    cb();
+  }
+
+  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Done): void {
+    const st = this.state(session);
+    st.txn = null;
+    const sender = address.address ?? '';
+    const decision = evaluateSender(st.policy.inboundConnectors, { ip: session.remoteAddress, tls: st.tls !== null, certNames: st.certNames, sender });
+    const a = decision.attribution;
+    const attribution = { connector: a.connector?.name ?? null, identifiedBy: a.identifiedBy, matched: a.matched, mayRelay: a.mayRelay };
+    for (const audit of decision.audits) {
+      st.log.warn({ event: 'audit', rule: audit.rule, connector: audit.connector, wouldReply: formatReply(audit.reply), sender }, 'audit mode: would have refused');
+      this.deps.metrics?.audits.inc({ connector: audit.connector ?? 'none', rule: audit.rule });
+    }
+    if (decision.refusal) return cb(this.refuse(st, decision.refusal, { sender, attribution }));
+    const rate = this.messageRate.hit(session.remoteAddress);
+    const throttled = messageRate(st.policy.gateway.limits, a.connector, rate);
+    if (throttled) return cb(this.refuse(st, throttled, { sender, rate: Math.round(rate), limit: messageRateLimit(st.policy.gateway.limits, a.connector) }));
+    st.log.info({ event: 'attribution', sender, ...attribution, trace: decision.trace }, 'sender accepted');
+    st.txn = { decision, recipients: new Map() };
+    cb();
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: Done): void {
+    const st = this.state(session);
+    const txn = st.txn;
+    if (!txn) return cb(smtpError(replies.needMail()));
+    const recipient = address.address ?? '';
+    const connector = txn.decision.attribution.connector?.name ?? null;
+    const tooMany = recipientLimit(st.policy.gateway.limits, session.envelope.rcptTo.length);
+    if (tooMany) return cb(this.refuse(st, tooMany, { recipient }));
+    const d = evaluateRecipient(st.policy, txn.decision.attribution, recipient);
+    if (d.refusal) return cb(this.refuse(st, d.refusal, { recipient, connector }));
+    const { route, verifyWith } = d;
+    const accept = (): void => {
+      txn.recipients.set(recipient, route.kind === 'connector' ? route.connector.name : null);
+      st.log.info({ event: 'recipient', recipient, accepted: d.accepted?.pattern.text ?? null, route: route.kind === 'connector' ? route.connector.name : 'mx' }, 'recipient accepted');
+      cb();
+    };
+    if (!verifyWith || !this.deps.verifier) return accept();
+    this.deps.verifier.verify(recipient, verifyWith).then(
+      (v) => {
+        st.log.info({ event: 'recipient-verification', recipient, connector: verifyWith.name, result: v.result, cached: v.cached, detail: v.detail }, 'recipient verification');
+        this.deps.metrics?.verifications.inc({ result: v.result });
+        if (v.result !== 'invalid') return accept(); // "unknown" (next hop unreachable) is accepted: see delivery/verify.ts
+        cb(this.refuse(st, { rule: 'unknown-recipient', connector, reply: replies.unknownRecipient() }, { recipient, verifiedBy: verifyWith.name, detail: v.detail }));
+      },
+      (err: Error) => {
+        st.log.error({ event: 'recipient-verification', recipient, connector: verifyWith.name, result: 'error', err: err.message }, 'recipient verification failed');
+        accept();
+      },
+    );
+  }
+
+  private async onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
+    const st = this.state(session);
+    const txn = st.txn;
+    if (!txn) return cb(smtpError(replies.needMail()));
+    let writer: Awaited<ReturnType<Spool['create']>> | null = null;
+    let writeError: Error | null = null;
+    try {
+      writer = await this.deps.spool.create();
+    } catch (e) {
+      writeError = e as Error;
+    }
+    const connector = txn.decision.attribution.connector?.name ?? null;
+    const scanner = new MessageScanner(
+      traceHeaders({
+        helo: session.hostNameAppearsAs || '',
+        rdns: session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : null,
+        ip: session.remoteAddress,
+        hostname: st.policy.gateway.hostname,
+        queueId: writer?.id ?? 'unknown',
+        tls: st.tls,
+        connector,
+      }),
+    );
+    // Always drain the stream, whatever happens to the spool file; the first write error stops writing.
+    const spoolWrite = async (out: Buffer[]): Promise<void> => {
+      if (!writer || writeError) return;
+      try {
+        for (const b of out) await writer.write(b);
+      } catch (e) {
+        writeError = e as Error;
+      }
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) await spoolWrite(scanner.push(chunk));
+    } catch (e) {
+      // The client went away in the middle of the message: nothing was acknowledged, nothing is kept.
+      await writer?.abort();
+      st.log.info({ event: 'data-aborted', err: (e as Error).message, bytes: stream.byteLength }, 'client left during DATA');
+      return cb(smtpError(replies.localError()));
+    }
+    await spoolWrite(scanner.end());
+
+    const refusal = evaluateData({ sizeExceeded: stream.sizeExceeded, bareLineEnding: scanner.bareLineEnding, receivedHeaders: scanner.receivedCount }, connector);
+    if (refusal) {
+      await writer?.abort();
+      return cb(this.refuse(st, refusal, { size: stream.byteLength, received: scanner.receivedCount }));
+    }
+
+    let env: Envelope | null = null;
+    if (writer && !writeError) {
+      try {
+        env = await writer.commit({
+          receivedAt: new Date().toISOString(),
+          sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending', connector: txn.recipients.get(r.address) ?? null, attempts: 0, ...dsnOfRecipient(r) })),
+          ...dsnOfMessage(session.envelope),
+          bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
+          smtpUtf8: !!session.envelope.smtpUtf8,
+          client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sessionId: session.id, connector, tls: st.tls ? st.tls.version : null },
+        });
+      } catch (e) {
+        writeError = e as Error;
+      }
+    }
+    if (!env) {
+      await writer?.abort();
+      const r = replies.localError();
+      st.log.error({ event: 'refusal', rule: 'spool', reply: formatReply(r), err: writeError?.message }, 'could not spool the message');
+      return cb(smtpError(r));
+    }
+    const r = replies.queued(env.id);
+    this.deps.metrics?.accepted.inc({ connector: connector ?? 'none' });
+    st.log.info({ event: 'queued', qid: env.id, size: env.size, sender: env.sender, recipients: env.recipients.map((x) => x.address), connector, stripped: scanner.strippedHeaders }, 'queued');
+    cb(null, `${r.enhanced} ${r.text}`);
+    this.deps.onQueued?.(env);
+  }
+}

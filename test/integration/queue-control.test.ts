@@ -1,0 +1,109 @@
+// The queue commands act through the running daemon (SPEC §6): a message deleted while it is
+// being delivered is never written back by the attempt; retry does not rewrite envelopes; a
+// second gateway on the same queue is refused. Without a daemon the commands act on the files.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import nodemailer from 'nodemailer';
+import { makePki, type TestPki } from '../helpers/pki.js';
+import { runCli, startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
+import { until } from '../helpers/wait.js';
+
+let dir: string;
+let pki: TestPki;
+let gw: RunningGateway;
+let file: string;
+let stall: net.Server;
+const held: net.Socket[] = [];
+let connections = 0;
+
+/** A next hop that accepts the connection and says nothing for 3 s, then closes: an attempt in flight. */
+async function stallingHop(): Promise<net.Server> {
+  const s = net.createServer((socket) => {
+    connections++;
+    held.push(socket);
+    socket.on('error', () => {});
+    setTimeout(() => socket.destroy(), 3000);
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  return s;
+}
+
+function send(to: string): Promise<string> {
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.11', tls: { rejectUnauthorized: false } } as never);
+  return t.sendMail({ from: 'app@contoso.com', to, subject: 'control', text: 'x' }).then((i) => i.response.split(' ').pop()!);
+}
+
+beforeAll(async () => {
+  dir = tmpDir('control');
+  pki = makePki(path.join(dir, 'pki'));
+  stall = await stallingHop();
+  file = writePolicy(dir, {
+    gateway: testGateway(dir, pki, { queue: { directory: path.join(dir, 'queue'), retryIntervals: ['1h'] } }),
+    acceptedDomains: [{ domain: 'contoso.com' }],
+    inboundConnectors: [{ name: 'OnPrem', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.11'] }],
+    outboundConnectors: [{ name: 'Stalling', connectorType: 'partner', recipientDomains: ['stall.test'], smartHosts: [`[127.0.0.1]:${(stall.address() as net.AddressInfo).port}`] }],
+  });
+  gw = await startGateway(file);
+});
+afterAll(async () => {
+  await gw?.stop();
+  for (const s of held) s.destroy();
+  stall?.close();
+});
+
+describe('queue commands through the daemon', () => {
+  it('delete during a delivery attempt: the message does not come back when the attempt ends', async () => {
+    const id = await send('a@stall.test');
+    await until(() => connections >= 1, 5_000, 'the attempt to connect');
+    const del = await runCli(['queue', 'delete', id, '--config', file], dir);
+    expect(del.code).toBe(0);
+    expect(del.stdout).toContain(`deleted ${id}`);
+    // The attempt ends (the hop closes after 3 s) and is recorded; the files are gone for good.
+    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id, 10_000);
+    await until(() => !fs.existsSync(path.join(dir, 'queue', `${id}.json`)), 3_000, 'the envelope to be removed');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(fs.existsSync(path.join(dir, 'queue', `${id}.json`))).toBe(false);
+    expect(fs.existsSync(path.join(dir, 'queue', `${id}.eml`))).toBe(false);
+    expect((await runCli(['queue', 'list', '--config', file], dir)).stdout).not.toContain(id);
+  });
+
+  it('retry makes a waiting message due at once without rewriting its envelope; delete of a waiting one is immediate', async () => {
+    const id = await send('b@stall.test');
+    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id, 10_000);
+    const envFile = path.join(dir, 'queue', `${id}.json`);
+    await until(() => fs.existsSync(envFile) && JSON.parse(fs.readFileSync(envFile, 'utf8')).recipients[0].attempts === 1, 3_000, 'the envelope after the first attempt');
+    const before = fs.statSync(envFile).mtimeMs;
+    const attempts = connections;
+    const retry = await runCli(['queue', 'retry', id, '--config', file], dir);
+    expect(retry.stdout).toContain('1 message(s) scheduled for immediate retry');
+    await until(() => connections > attempts, 5_000, 'a new attempt after retry');
+    expect(fs.statSync(envFile).mtimeMs).toBe(before); // the command wrote nothing
+    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id && e.attempts === 2, 10_000);
+    const del = await runCli(['queue', 'delete', id, '--config', file], dir);
+    expect(del.code).toBe(0);
+    expect(fs.existsSync(envFile)).toBe(false);
+    expect((await runCli(['queue', 'delete', id, '--config', file], dir)).code).toBe(1); // no such message any more
+    expect((await runCli(['queue', 'retry', 'NOSUCHID0000', '--config', file], dir)).code).toBe(1);
+  });
+
+  it('a second gateway on the same queue is refused before it touches the queue', async () => {
+    const other = writePolicy(dir, { gateway: testGateway(dir, pki, { queue: { directory: path.join(dir, 'queue') } }) }, 'other.yaml');
+    await expect(startGateway(other)).rejects.toThrow(/another gateway is running on the queue/);
+  });
+
+  it('without a daemon the commands act on the files; a socket left by a killed daemon is replaced', async () => {
+    const id = await send('c@stall.test');
+    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id, 10_000);
+    await gw.kill9();
+    expect(fs.existsSync(path.join(dir, 'queue', '.control.sock'))).toBe(true);
+    const retry = await runCli(['queue', 'retry', id, '--config', file], dir);
+    expect(retry.stdout).toContain('1 message(s) scheduled for immediate retry (no daemon is running: at its next start)');
+    const del = await runCli(['queue', 'delete', id, '--config', file], dir);
+    expect(del.stdout).toContain(`deleted ${id}`);
+    expect(fs.existsSync(path.join(dir, 'queue', `${id}.json`))).toBe(false);
+    gw = await startGateway(file); // the stale socket does not stop a restart
+    expect((await runCli(['queue', 'retry', '--config', file], dir)).stdout).toMatch(/message\(s\) scheduled for immediate retry\n/);
+  });
+});

@@ -1,0 +1,45 @@
+// The limit and end-of-DATA decisions (policy/limits.ts, policy/data.ts): counts in, a refusal out.
+import { describe, expect, it } from 'vitest';
+import { connectionLimit, messageRate, messageRateLimit, recipientLimit } from '../../src/policy/limits.js';
+import { evaluateData, MAX_RECEIVED } from '../../src/policy/data.js';
+import { formatReply } from '../../src/policy/replies.js';
+import { policyOf } from './policy-helpers.js';
+
+const policy = policyOf({
+  inboundConnectors: [{ name: 'Bulk partner', connectorType: 'partner', senderDomains: ['bulk.test'], maxMessagesPerMinute: 6000 }],
+});
+const limits = { ...policy.gateway.limits, maxConnectionsPerIp: 2, maxMessagesPerMinutePerIp: 10, maxRecipientsPerMessage: 3 };
+const bulk = policy.inboundConnectors[0]!;
+
+describe('limits', () => {
+  it('connections per IP: the one over the limit is throttled (451 4.7.500)', () => {
+    expect(connectionLimit(limits, 2)).toBeNull();
+    const r = connectionLimit(limits, 3);
+    expect(r && formatReply(r.reply)).toBe('451 4.7.500 Server busy, try again later');
+    expect(r?.rule).toBe('throttle');
+  });
+  it('messages per minute: the connector may raise the gateway limit', () => {
+    expect(messageRateLimit(limits, null)).toBe(10);
+    expect(messageRateLimit(limits, bulk)).toBe(6000);
+    expect(messageRate(limits, null, 10)).toBeNull();
+    expect(messageRate(limits, null, 10.5)?.connector).toBeNull();
+    expect(messageRate(limits, bulk, 100)).toBeNull();
+    expect(messageRate(limits, bulk, 6001)?.connector).toBe('Bulk partner');
+  });
+  it('recipients: the one after maxRecipientsPerMessage gets 452 4.5.3', () => {
+    expect(recipientLimit(limits, 2)).toBeNull();
+    expect(recipientLimit(limits, 3)?.reply.code).toBe(452);
+  });
+});
+
+describe('end of DATA', () => {
+  const facts = { sizeExceeded: false, bareLineEnding: null, receivedHeaders: 0 } as const;
+  it('accepts a clean message; refuses size first, then bare line endings, then loops', () => {
+    expect(evaluateData(facts, null)).toBeNull();
+    expect(evaluateData({ ...facts, receivedHeaders: MAX_RECEIVED }, null)).toBeNull();
+    expect(evaluateData({ sizeExceeded: true, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('size');
+    expect(evaluateData({ ...facts, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('bare-lf');
+    expect(formatReply(evaluateData({ ...facts, bareLineEnding: 'CR' }, 'c')!.reply)).toBe('550 5.6.11 Bare line feed not allowed (bare carriage return found)');
+    expect(formatReply(evaluateData({ ...facts, receivedHeaders: MAX_RECEIVED + 1 }, 'c')!.reply)).toBe('554 5.4.6 Hop count exceeded - possible mail loop');
+  });
+});

@@ -383,7 +383,7 @@ interface IdleFigures {
 function print(r: Record<string, unknown>): void {
   const g = r.gateway as Figures;
   const p = r.postfix as Figures | undefined;
-  const q = r.ratio as Record<string, number> | undefined;
+  const q = r.ratio as Figures | undefined;
   const f = (n: number | undefined, d = 1) => (n === undefined || Number.isNaN(n) ? '—' : n.toFixed(d));
   const rows: Array<[string, keyof Figures, number]> = [
     ['accepted msgs/s', 'acceptedPerSec', 0],
@@ -408,7 +408,7 @@ function print(r: Record<string, unknown>): void {
     `idle TLS sessions: ${idle.sessions} established (${idle.failed} failed, ${idle.openAtEnd ?? '?'} open at the end); gateway RSS ${f(idle.rssBeforeMb, 0)} MB before, ` +
       `${idle.rssAfterHandshakesMb} MB 1 s after the last handshake, ${idle.rssSettledMb} MB settled (${idle.rssEachSecondMb.length} s idle)`,
   );
-  const pol = r.policy as Record<string, number>;
+  const pol = r.policy as Awaited<ReturnType<typeof policyMicroBenchmark>>;
   out.push(
     `policy: ${pol.connectors} inbound connectors, ${pol.ranges} IP ranges, ${pol.outboundConnectors} outbound connectors: load ${f(pol.loadMs, 0)} ms; attribution ${f(pol.attributionNs, 0)} ns/lookup; routing ${f(pol.routingNs, 0)} ns/lookup`,
   );

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { loadPolicyText } from '../src/config/load.js';
 import { evaluateSender } from '../src/policy/inbound.js';
 import { routeDomain } from '../src/policy/outbound.js';
+import { evaluateRules } from '../src/policy/rules.js';
 
 function ipOf(n: number): string {
   return `${10 + ((n >>> 24) & 0x3f)}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
@@ -24,6 +25,21 @@ export async function policyMicroBenchmark(connectors: number, ranges: number) {
   }
   parts.push('outboundConnectors:\n');
   for (let i = 0; i < outbound; i++) parts.push(`  - name: O${i}\n    connectorType: partner\n    recipientDomains: [dest${i}.example, "*.dest${i}.example"]\n    smartHosts: ["[192.0.2.1]:25"]\n`);
+  // 100 mail flow rules without header patterns (issue 14's target), of every other condition
+  // kind, each about one partner or domain as real rule sets are: a message meets a few.
+  const RULES = 100;
+  parts.push('transportRules:\n');
+  for (let i = 0; i < RULES; i++) {
+    const cond = [
+      `fromConnector: [P${i % connectors}, P${(i * 7) % connectors}]`,
+      `senderDomains: [partner${i % connectors}.example, "*.sub${i}.example"]`,
+      `senderAddresses: [boss${i}@partner${i % connectors}.example]`,
+      `recipientDomains: [dest${i % outbound}.example]`,
+      `recipientAddresses: [user${i}@contoso.com]`,
+      `sentToScope: ${i % 2 ? 'inOrganization' : 'notInOrganization'}, recipientDomains: ["*.dest${i % outbound}.example"]`,
+    ][i % 6];
+    parts.push(`  - name: R${i}\n    conditions: { ${cond}, messageSizeOver: ${i % 3 ? '1KB' : '1MB'} }\n    actions: { setHeaders: { X-Rule: r${i} } }\n`);
+  }
   const text = parts.join('');
 
   const t0 = performance.now();
@@ -51,5 +67,20 @@ export async function policyMicroBenchmark(connectors: number, ranges: number) {
   let routed = 0;
   for (let n = 0; n < N; n++) if (routeDomain(policy, domains[n & 4095]!).kind === 'connector') routed++;
   const routingNs = ((performance.now() - t) * 1e6) / N;
-  return { connectors, ranges: connectors * perConnector, outboundConnectors: outbound, loadMs, attributionNs, routingNs, refusalShare: refusals / N, routedShare: routed / N };
+
+  // Rule evaluation per message: 3 recipients, 10 header fields, sizes around the thresholds.
+  const headers = Array.from({ length: 10 }, (_, k) => ({ name: `X-H${k}`, value: `value ${k}` }));
+  const messages = Array.from({ length: 4096 }, (_, k) => ({
+    connector: `P${(k * 13) % connectors}`,
+    sender: k % 5 ? `x@partner${(k * 17) % connectors}.example` : `boss${k % RULES}@partner${k % connectors}.example`,
+    recipients: [`user${(k * 3) % (RULES * 4)}@contoso.com`, `a@dest${(k * 11) % (outbound * 4)}.example`, `b@mx.dest${k % outbound}.example`],
+    headers,
+    size: (k % 4) * 700_000,
+  }));
+  const R = 50_000;
+  let fired = 0;
+  t = performance.now();
+  for (let n = 0; n < R; n++) fired += evaluateRules(policy, messages[n & 4095]!).fired.length;
+  const rulesNs = ((performance.now() - t) * 1e6) / R;
+  return { connectors, ranges: connectors * perConnector, outboundConnectors: outbound, rules: RULES, loadMs, attributionNs, routingNs, rulesNs, rulesFiredPerMessage: fired / R, refusalShare: refusals / N, routedShare: routed / N };
 }

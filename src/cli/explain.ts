@@ -1,6 +1,10 @@
 // `connector-gateway explain`: the same pure decisions the daemon makes, told to an operator.
 import { parseArgs } from 'node:util';
-import { evaluateRecipient, evaluateSender } from '../policy/inbound.js';
+import { evaluateRecipient, evaluateSender, type Attribution } from '../policy/inbound.js';
+import { evaluateRules } from '../policy/rules.js';
+import { isExchangeTrustedHeader, keepExchangeHeadersFrom } from '../policy/headers.js';
+import type { Policy, TransportRule } from '../policy/types.js';
+import { parseSize } from '../config/units.js';
 import { formatReply } from '../policy/replies.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
@@ -14,6 +18,8 @@ export function explain(args: string[]): void {
       tls: { type: 'boolean', default: false },
       from: { type: 'string' },
       to: { type: 'string', multiple: true, default: [] },
+      header: { type: 'string', multiple: true, default: [] },
+      size: { type: 'string' },
     },
   });
   if (!values.ip || values.from === undefined) throw usageError('explain needs --ip and --from (and usually --to)');
@@ -29,6 +35,8 @@ export function explain(args: string[]): void {
   const a = d.attribution;
   out.push(`  inbound connector: ${a.connector ? `${a.connector.name} (${a.connector.connectorType}, by ${a.identifiedBy}: ${a.matched})` : 'none'}${a.mayRelay ? ', may relay to any domain' : ''}`);
   for (const au of d.audits) out.push(`  audit: connector ${au.connector} would answer ${formatReply(au.reply)}`);
+  const accepted: string[] = [];
+  let ruleRefusal = false;
   if (d.refusal) {
     out.push(`  reply: ${formatReply(d.refusal.reply)}`);
   } else {
@@ -51,8 +59,53 @@ export function explain(args: string[]): void {
       }
       if (rd.verifyWith) out.push(`  recipient verification: callout to the next hops of ${rd.verifyWith.name}; 550 5.4.1 if they refuse the address (explain does not call out)`);
       out.push('  reply: 250 Accepted');
+      accepted.push(to);
     }
+    if (accepted.length) ruleRefusal = explainData(out, policy, a, values.from, accepted, values.header!, values.size);
+    else if (values.to!.length) out.push('no recipient accepted: DATA would be refused (554 5.5.1)');
   }
   process.stdout.write(out.join('\n') + '\n');
-  process.exit(d.refusal ? 3 : 0);
+  // 0: the message would be accepted (for at least one recipient); 3: it would be refused.
+  process.exit(d.refusal || ruleRefusal || (values.to!.length > 0 && accepted.length === 0) ? 3 : 0);
+}
+
+/** End of DATA: the header firewall and the mail flow rules. Returns whether a rule refuses the message. */
+function explainData(out: string[], policy: Policy, a: Attribution, sender: string, recipients: string[], headerArgs: string[], sizeArg: string | undefined): boolean {
+  const size = sizeArg === undefined ? 0 : parseSize(sizeArg);
+  if (size === null) throw usageError(`--size ${sizeArg}: not a size (e.g. 12MB)`);
+  const headers = headerArgs.map((h) => {
+    const colon = h.indexOf(':');
+    if (colon <= 0) throw usageError(`--header "${h}": write "Name: value"`);
+    return { name: h.slice(0, colon).trim(), value: h.slice(colon + 1).trim() };
+  });
+  out.push(`DATA (${size} bytes${headers.length ? `, headers: ${headers.map((h) => h.name).join(', ')}` : ''})`);
+  const keep = keepExchangeHeadersFrom(a);
+  out.push(`  header firewall: X-MS-Exchange-Organization-*, -CrossPremises-*, -Forest-* from this session are ${keep ? 'kept (onPremises connector with cloudServicesMailEnabled)' : 'removed'}`);
+  const kept = keep ? headers : headers.filter((h) => !isExchangeTrustedHeader(h.name));
+  const r = evaluateRules(policy, { connector: a.connector?.name ?? null, sender, recipients, headers: kept, size });
+  if (!policy.transportRules.length) out.push('  mail flow rules: none in the policy');
+  else if (!r.fired.length) out.push('  mail flow rules: none applies');
+  for (const f of r.fired) {
+    const rule = policy.transportRules.find((x) => x.name === f.rule)!;
+    const acts = describeActions(rule);
+    out.push(`  rule "${f.rule}" (${f.mode}${f.mode === 'audit' ? ': logged, not done' : ''}) applies to ${f.recipients.join(', ')}: ${acts || 'no action'}`);
+  }
+  for (const [rcpt, route] of r.routes) out.push(`  ${rcpt}: routed by rule "${route.rule}" to outbound connector ${route.connector}`);
+  if (r.reject) {
+    out.push(`  reply: ${formatReply(r.reject.reply)} (rule "${r.reject.rule}")`);
+    return true;
+  }
+  out.push('  reply: 250 2.6.0 Queued');
+  return false;
+}
+
+function describeActions(rule: TransportRule): string {
+  const a = rule.actions;
+  const parts: string[] = [];
+  if (a.reject) parts.push(`reject ${a.reject.code} ${a.reject.enhanced} ${a.reject.text}`);
+  if (a.routeMessageOutboundConnector) parts.push(`route to ${a.routeMessageOutboundConnector}`);
+  if (a.removeHeaders.length) parts.push(`remove headers ${a.removeHeaders.join(', ')}`);
+  if (a.setHeaders.length) parts.push(`set headers ${a.setHeaders.map(([n, v]) => `${n}: ${v}`).join(', ')}`);
+  if (a.stopRuleProcessing) parts.push('stop processing more rules');
+  return parts.join('; ');
 }

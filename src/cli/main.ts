@@ -15,7 +15,8 @@ const USAGE = `usage: connector-gateway <command> [options]
 
   serve     [--config FILE]          run the daemon (default command)
   check     [--config FILE]          validate the policy; exit 0 ok, 1 errors
-  explain   --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…] [--config FILE]
+  explain   --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…]
+            [--header "Name: value"…] [--size SIZE] [--config FILE]
                                      which connectors apply and what the gateway would answer
   validate  CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]
                                      probe an outbound connector's next hops (and send a test)

@@ -1,7 +1,8 @@
 // Cross-field checks of SPEC §2 (what the schema alone cannot see), and the TLS files.
 import fs from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import type { Policy } from '../policy/types.js';
+import type { InboundConnector, Policy, RulePredicates } from '../policy/types.js';
+import { acceptedDomainFor } from '../policy/accepted.js';
 import { Diagnostics, type Path } from './diagnostics.js';
 
 const key = (list: readonly { text: string }[]) => list.map((x) => x.text.toLowerCase()).sort().join(',');
@@ -14,6 +15,7 @@ export function lint(p: Policy, d: Diagnostics): void {
   });
   lintInbound(p, d);
   lintOutbound(p, d);
+  lintRules(p, d);
   p.acceptedDomains.forEach((a, i) => {
     if (a.recipientVerification === 'callout' && a.domainType === 'internalRelay') {
       d.warn(['acceptedDomains', i, 'recipientVerification'], 'callout has no effect on an internalRelay domain: every recipient is relayed unverified', 'make the domain authoritative, or remove recipientVerification');
@@ -54,6 +56,9 @@ function lintInbound(p: Policy, d: Diagnostics): void {
       d.warn([...at, 'tlsSenderCertificateName'], 'tlsSenderCertificateName without restrictDomainsToCertificate only identifies the partner; it refuses nothing', 'add restrictDomainsToCertificate: true to refuse mail without the certificate');
     }
     if (c.mode === 'audit' && c.enabled) d.warn([...at, 'mode'], 'connector is in audit mode: refusals are logged, not enforced');
+    if (c.cloudServicesMailEnabled && c.connectorType !== 'onPremises') {
+      d.warn([...at, 'cloudServicesMailEnabled'], 'cloudServicesMailEnabled only acts on onPremises connectors: Exchange organization headers from partners are always removed');
+    }
     if (!c.enabled) return;
     const scope = `${c.connectorType}|${key(c.senderDomains)}|${key(c.senderIPAddresses)}|${c.tlsSenderCertificateName?.text.toLowerCase() ?? ''}`;
     const twin = scopes.get(scope);
@@ -81,6 +86,11 @@ function lintOutbound(p: Policy, d: Diagnostics): void {
       d.error([...at, 'tlsDomain'], 'tlsDomain only applies with tlsSettings: domainValidation', 'set tlsSettings: domainValidation or remove tlsDomain');
     }
     if (!c.useMXRecord && !c.smartHosts.length) d.error([...at, 'useMXRecord'], 'useMXRecord: false needs smartHosts', 'list smartHosts or set useMXRecord: true');
+    if (c.cloudServicesMailEnabled && c.connectorType !== 'onPremises') {
+      d.warn([...at, 'cloudServicesMailEnabled'], 'cloudServicesMailEnabled only acts on onPremises connectors: Exchange organization headers are always removed on the way to partners');
+    }
+    // A rule-scoped connector takes no part in domain routing: its recipientDomains are not a scope.
+    if (c.isTransportRuleScoped) return;
     if (c.useMXRecord && c.smartHosts.length) d.error([...at, 'smartHosts'], 'smartHosts are ignored with useMXRecord: true', 'remove smartHosts or set useMXRecord: false');
     if (!c.recipientDomains.length && !c.allAcceptedDomains) {
       d.error(at, 'the connector has no recipientDomains and allAcceptedDomains is false: it is never selected', 'list recipientDomains');
@@ -100,6 +110,81 @@ function lintOutbound(p: Policy, d: Diagnostics): void {
     }
     if (shadowed && shadowed === mine.length) d.error(at, 'this connector is shadowed: every domain it lists is routed by an earlier connector, so it is never selected');
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// Mail flow rules (SPEC §9): references, replies, header names, rules that can never match.
+
+const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+$/; // RFC 5322 field name: printable, no colon
+const OURS = /^x-gateway-/i;
+
+function lintRules(p: Policy, d: Diagnostics): void {
+  const inbound = new Map(p.inboundConnectors.map((c) => [c.name, c]));
+  const outbound = new Map(p.outboundConnectors.map((c) => [c.name, c]));
+  const routedTo = new Set<string>();
+  const seen = new Set<string>();
+  for (const r of p.transportRules) {
+    const at: Path = ['transportRules', r.position];
+    if (seen.has(r.name)) d.error([...at, 'name'], `rule name "${r.name}" is used twice`, 'give each rule its own name');
+    seen.add(r.name);
+    for (const [kind, preds] of [['conditions', r.conditions], ['exceptions', r.exceptions]] as const) {
+      (preds.fromConnector ?? []).forEach((name, j) => {
+        if (!inbound.has(name)) d.error([...at, kind, 'fromConnector', j], `no inbound connector is named "${name}"`, `inbound connectors: ${[...inbound.keys()].join(', ') || 'none'}`);
+      });
+      (preds.headerMatches ?? []).forEach((h, j) => {
+        if (!HEADER_NAME.test(h.name)) d.error([...at, kind, 'headerMatches', j, 'name'], `"${h.name}" is not a header field name`);
+      });
+    }
+    const a = r.actions;
+    const target = a.routeMessageOutboundConnector;
+    if (target !== null) {
+      const c = outbound.get(target);
+      if (!c) d.error([...at, 'actions', 'routeMessageOutboundConnector'], `no outbound connector is named "${target}"`, `outbound connectors: ${[...outbound.keys()].join(', ') || 'none'}`);
+      else if (!c.enabled) d.error([...at, 'actions', 'routeMessageOutboundConnector'], `outbound connector "${target}" is disabled`, 'enable it, or route to another connector');
+      if (r.enabled) routedTo.add(target);
+    }
+    if (a.reject) {
+      const e = /^([45])\.\d{1,3}\.\d{1,3}$/.exec(a.reject.enhanced);
+      if (!e) d.error([...at, 'actions', 'reject', 'enhanced'], `"${a.reject.enhanced}" is not an enhanced status code`, 'write e.g. 5.7.1');
+      else if (e[1] !== String(a.reject.code)[0]) d.error([...at, 'actions', 'reject', 'enhanced'], `enhanced code ${a.reject.enhanced} does not agree with reply code ${a.reject.code}`, 'a 5xx reply takes a 5.x.x code, a 4xx reply a 4.x.x code');
+      if (/[\r\n]/.test(a.reject.text)) d.error([...at, 'actions', 'reject', 'text'], 'the reply text must be one line');
+    }
+    a.setHeaders.forEach(([name, value]) => {
+      if (!HEADER_NAME.test(name)) d.error([...at, 'actions', 'setHeaders', name], `"${name}" is not a header field name`);
+      else if (OURS.test(name)) d.error([...at, 'actions', 'setHeaders', name], `X-Gateway-* headers are the gateway's own and cannot be set by a rule`);
+      if (/[\r\n]/.test(value)) d.error([...at, 'actions', 'setHeaders', name], 'a header value must be one line');
+    });
+    a.removeHeaders.forEach((name, j) => {
+      if (!HEADER_NAME.test(name)) d.error([...at, 'actions', 'removeHeaders', j], `"${name}" is not a header field name`);
+      else if (OURS.test(name)) d.error([...at, 'actions', 'removeHeaders', j], `X-Gateway-* headers are the gateway's own and cannot be removed by a rule`);
+    });
+    if (!target && !a.reject && !a.setHeaders.length && !a.removeHeaders.length && !a.stopRuleProcessing) {
+      d.warn([...at, 'actions'], 'the rule has no action: it only logs that it matched');
+    }
+    if (r.mode === 'audit' && r.enabled) d.warn([...at, 'mode'], 'rule is in audit mode: what it would do is logged, not done');
+    const never = neverMatches(r.conditions, p, inbound);
+    if (r.enabled && never) d.warn([...at, 'conditions'], `the rule can never match: ${never}`);
+  }
+  p.outboundConnectors.forEach((c, i) => {
+    if (c.enabled && c.isTransportRuleScoped && !routedTo.has(c.name)) {
+      d.warn(['outboundConnectors', i, 'isTransportRuleScoped'], `no enabled rule routes to "${c.name}": being rule-scoped, it takes no mail`, 'add a rule with routeMessageOutboundConnector, or set isTransportRuleScoped: false');
+    }
+  });
+}
+
+/** Why conditions can never all hold, or null. */
+function neverMatches(c: RulePredicates, p: Policy, inbound: Map<string, InboundConnector>): string | null {
+  for (const key of ['fromConnector', 'senderDomains', 'senderAddresses', 'recipientDomains', 'recipientAddresses', 'headerMatches'] as const) {
+    if (c[key]?.length === 0) return `${key} is an empty list (each list means "any of")`;
+  }
+  if (c.fromConnector && c.fromConnector.every((n) => inbound.get(n)?.enabled === false)) return 'every connector in fromConnector is disabled';
+  if (c.recipientDomains && c.sentToScope) {
+    const accepted = (d: RulePredicates['recipientDomains'] & object) => d.every((x) => x.kind === 'exact' && acceptedDomainFor(p.acceptedDomains, x.name));
+    const outside = (d: RulePredicates['recipientDomains'] & object) => d.every((x) => x.kind === 'exact' && !acceptedDomainFor(p.acceptedDomains, x.name));
+    if (c.sentToScope === 'inOrganization' && outside(c.recipientDomains)) return 'sentToScope is inOrganization but no recipientDomains entry is an accepted domain';
+    if (c.sentToScope === 'notInOrganization' && accepted(c.recipientDomains)) return 'sentToScope is notInOrganization but every recipientDomains entry is an accepted domain';
+  }
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { parseDomainPattern, parseIpRange, type DomainPattern, type IpRange } from '../policy/match.js';
-import type { AcceptedDomain, InboundConnector, ListenerSettings, OutboundConnector, Policy, SmartHost } from '../policy/types.js';
+import safeRegex from 'safe-regex2';
+import type { AcceptedDomain, InboundConnector, ListenerSettings, OutboundConnector, Policy, RulePredicates, SmartHost, TransportRule } from '../policy/types.js';
 import type { RawPolicy } from './schema.js';
 import { Diagnostics, type Path } from './diagnostics.js';
 import { parseDuration, parseSize } from './units.js';
@@ -141,6 +142,80 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
         tlsCertificateAuthorities: file(c.tlsCertificateAuthorities),
       };
     }),
+    transportRules: rules(raw.transportRules, d),
   };
   return policy;
+}
+
+type RawRule = RawPolicy['transportRules'][number];
+type RawPredicates = RawRule['conditions'];
+
+/** Longest pattern text accepted in headerMatches. */
+const MAX_PATTERN = 1000;
+
+function predicates(p: RawPredicates, at: Path, d: Diagnostics): RulePredicates {
+  const lower = (list: string[] | undefined) => (list === undefined ? null : list.map((a) => a.trim().toLowerCase()));
+  const headerMatches =
+    p.headerMatches === undefined
+      ? null
+      : p.headerMatches.flatMap((h, i) => {
+          const where = [...at, 'headerMatches', i, 'pattern'];
+          if (h.pattern.length > MAX_PATTERN) {
+            d.error(where, `the pattern is longer than ${MAX_PATTERN} characters`);
+            return [];
+          }
+          let re: RegExp;
+          try {
+            re = new RegExp(h.pattern, 'i');
+          } catch (e) {
+            d.error(where, `not a valid regular expression: ${(e as Error).message}`, 'write a JavaScript regular expression, e.g. "^Confidential"');
+            return [];
+          }
+          // Patterns run on headers anyone on the internet writes: refuse those that can backtrack catastrophically.
+          if (!safeRegex(re)) {
+            d.error(where, `"${h.pattern}" can backtrack catastrophically (a repetition nested in a repetition)`, 'avoid a repetition inside a repeated group, such as (a+)+ or (\\s*x)*');
+            return [];
+          }
+          return [{ name: h.name.trim().toLowerCase(), pattern: re, text: h.pattern }];
+        });
+  let messageSizeOver: number | null = null;
+  if (p.messageSizeOver !== undefined) {
+    messageSizeOver = parseSize(p.messageSizeOver);
+    if (messageSizeOver === null) d.error([...at, 'messageSizeOver'], `"${p.messageSizeOver}" is not a size`, 'write e.g. 10MB');
+  }
+  return {
+    fromConnector: p.fromConnector ?? null,
+    senderDomains: p.senderDomains === undefined ? null : patterns(p.senderDomains, [...at, 'senderDomains'], d),
+    senderAddresses: lower(p.senderAddresses),
+    recipientDomains: p.recipientDomains === undefined ? null : patterns(p.recipientDomains, [...at, 'recipientDomains'], d),
+    recipientAddresses: lower(p.recipientAddresses),
+    headerMatches,
+    sentToScope: p.sentToScope ?? null,
+    messageSizeOver,
+  };
+}
+
+/** The rules in evaluation order: priority (default: the position in the file), then as listed. */
+function rules(list: RawRule[], d: Diagnostics): TransportRule[] {
+  const out = list.map((r, i): TransportRule => {
+    const at: Path = ['transportRules', i];
+    return {
+      name: r.name,
+      position: i,
+      priority: r.priority ?? i,
+      enabled: r.enabled,
+      mode: r.mode,
+      comment: r.comment,
+      conditions: predicates(r.conditions, [...at, 'conditions'], d),
+      exceptions: predicates(r.exceptions, [...at, 'exceptions'], d),
+      actions: {
+        routeMessageOutboundConnector: r.actions.routeMessageOutboundConnector ?? null,
+        reject: r.actions.reject ?? null,
+        setHeaders: Object.entries(r.actions.setHeaders ?? {}),
+        removeHeaders: r.actions.removeHeaders ?? [],
+        stopRuleProcessing: r.actions.stopRuleProcessing,
+      },
+    };
+  });
+  return out.map((r, i) => ({ r, i })).sort((a, b) => a.r.priority - b.r.priority || a.i - b.i).map((x) => x.r);
 }

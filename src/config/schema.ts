@@ -70,6 +70,7 @@ const inboundConnector = z.strictObject({
   tlsSenderCertificateName: str.nullable().default(null),
   maxMessagesPerMinute: z.number().int().min(1).nullable().default(null),
   mode: z.enum(['enforce', 'audit']).default('enforce'),
+  cloudServicesMailEnabled: z.boolean().default(false),
   comment: z.string().default(''),
 });
 
@@ -84,7 +85,39 @@ const outboundConnector = z.strictObject({
   tlsSettings: z.enum(['encryptionOnly', 'certificateValidation', 'domainValidation']).nullable().default(null),
   tlsDomain: z.string().nullable().default(null),
   tlsCertificateAuthorities: str.nullable().default(null),
+  cloudServicesMailEnabled: z.boolean().default(false),
+  isTransportRuleScoped: z.boolean().default(false),
   comment: z.string().default(''),
+});
+
+// Mail flow rules (SPEC §9). Each list is "any of"; the predicates given must all hold
+// (conditions), or any one of them skips the rule (exceptions).
+const rulePredicates = z.strictObject({
+  fromConnector: z.array(str).optional(),
+  senderDomains: z.array(z.string()).optional(),
+  senderAddresses: z.array(z.string()).optional(),
+  recipientDomains: z.array(z.string()).optional(),
+  recipientAddresses: z.array(z.string()).optional(),
+  headerMatches: z.array(z.strictObject({ name: str, pattern: str })).optional(),
+  sentToScope: z.enum(['inOrganization', 'notInOrganization']).optional(),
+  messageSizeOver: size.optional(),
+});
+
+const transportRule = z.strictObject({
+  name: str,
+  priority: z.number().int().min(0).optional(),
+  enabled: z.boolean().default(true),
+  mode: z.enum(['enforce', 'audit']).default('enforce'),
+  comment: z.string().default(''),
+  conditions: rulePredicates.prefault({}),
+  exceptions: rulePredicates.prefault({}),
+  actions: z.strictObject({
+    routeMessageOutboundConnector: str.optional(),
+    reject: z.strictObject({ code: z.number().int().min(400).max(599), enhanced: str, text: str }).optional(),
+    setHeaders: z.record(z.string(), z.string()).optional(),
+    removeHeaders: z.array(str).optional(),
+    stopRuleProcessing: z.boolean().default(false),
+  }),
 });
 
 export const policySchema = z.strictObject({
@@ -92,6 +125,7 @@ export const policySchema = z.strictObject({
   acceptedDomains: z.array(acceptedDomain).default([]),
   inboundConnectors: z.array(inboundConnector).default([]),
   outboundConnectors: z.array(outboundConnector).default([]),
+  transportRules: z.array(transportRule).default([]),
 });
 
 export type RawPolicy = z.infer<typeof policySchema>;

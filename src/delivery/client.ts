@@ -10,6 +10,9 @@ import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRe
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
 import { connectionFacts, offersExtension, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
 import { ConnectionPool, dispose } from './pool.js';
+import { HeaderFilter } from './header-filter.js';
+import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';
+import { pipeline } from 'node:stream';
 import { classifyConnectionFailure, hopFailure, outcomes, replyOutcome, type HopFailure, type RecipientOutcome } from './status.js';
 
 /** What delivery needs of a queued message (the queue's envelope is one). */
@@ -125,8 +128,12 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
     conn.once('end', onEnd);
     const env = job.envelope;
     const dsnPassed = passDsnParameters(conn, env);
+    // The header firewall on the way out: Exchange organization headers reach only an onPremises
+    // connector with cloudServicesMailEnabled.
+    const filter = keepExchangeHeadersTo(job.route) ? null : new HeaderFilter(isExchangeTrustedHeader);
+    const content = filter ? pipeline(job.content(), filter, () => {}) : job.content();
     const envelope = { from: env.sender, to: job.recipients, size: env.size, use8BitMime: env.bodyType === '8bitmime', ...(env.dsn ? { dsn: { ret: env.dsn.ret, envid: env.dsn.envid } } : {}) };
-    conn.send(envelope, job.content(), (err: NodemailerError | null, info?: SendInfo) => {
+    conn.send(envelope, content, (err: NodemailerError | null, info?: SendInfo) => {
       const out = new Map<string, RecipientOutcome>();
       if (err && !info) {
         if (!err.responseCode) return done({ kind: 'failure', failure: failed(err) });
@@ -140,7 +147,7 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
       }
       const accepted = new Set((info?.accepted ?? []).map((a) => a.toLowerCase()));
       for (const r of job.recipients) {
-        if (accepted.has(r.toLowerCase())) out.set(r, outcomes.delivered(remote, info?.response ?? '250', dsnPassed));
+        if (accepted.has(r.toLowerCase())) out.set(r, { ...outcomes.delivered(remote, info?.response ?? '250', dsnPassed), ...(filter?.removed ? { strippedExchangeHeaders: filter.removed } : {}) });
       }
       for (const re of info?.rejectedErrors ?? []) {
         const who = (re as { recipient?: string }).recipient;

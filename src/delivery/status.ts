@@ -14,6 +14,8 @@ export interface RecipientOutcome {
   remote?: string; // the hop that answered
   /** Delivered to a next hop that offers DSN: NOTIFY and ORCPT went along, it reports from here on. */
   dsnPassed?: boolean;
+  /** Exchange organization headers the header firewall removed on the way out. */
+  strippedExchangeHeaders?: number;
 }
 
 /** Why a next hop (or every next hop) could not be used. */
@@ -51,6 +53,12 @@ export const outcomes = {
     const r = replies.noRoute(domain); // the same words the RCPT check answers with
     return { status: 'deferred', code: r.enhanced, detail: r.text };
   },
+  /** A mail flow rule routed the recipient to a connector the policy in force no longer has. */
+  ruleRouteMissing: (connector: string, rule: string): RecipientOutcome => ({
+    status: 'deferred',
+    code: '4.4.0',
+    detail: `No route: outbound connector "${connector}" of mail flow rule "${rule}" is not in the policy or is disabled`,
+  }),
   /** Every next hop failed: the last failure stands for the attempt. */
   hopsFailed: (f: HopFailure): RecipientOutcome => ({ status: 'deferred', code: f.code, detail: f.detail }),
   /** A next hop took the transaction but said nothing about this recipient. */

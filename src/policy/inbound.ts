@@ -43,7 +43,8 @@ export type InboundRule =
   | 'bare-cr'
   | 'hop-count'
   | 'spool'
-  | 'throttle';
+  | 'throttle'
+  | 'transport-rule';
 
 export interface Refusal {
   rule: InboundRule;

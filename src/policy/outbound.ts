@@ -30,7 +30,8 @@ const indexes = new WeakMap<readonly OutboundConnector[], { index: DomainIndex<O
 export function routeDomain(policy: Policy, domain: string): Route {
   const { index, position, allAccepted } = memo(indexes, policy.outboundConnectors, () => {
     const index = new DomainIndex<OutboundConnector>();
-    const enabled = policy.outboundConnectors.filter((c) => c.enabled);
+    // A rule-scoped connector takes no part in domain routing (SPEC §9).
+    const enabled = policy.outboundConnectors.filter((c) => c.enabled && !c.isTransportRuleScoped);
     for (const c of enabled) index.add(c, c.recipientDomains);
     return { index, position: new Map(policy.outboundConnectors.map((c, i) => [c, i])), allAccepted: enabled.find((c) => c.allAcceptedDomains) ?? null };
   });

@@ -16,6 +16,8 @@ export interface InboundConnector {
   tlsSenderCertificateName: DomainPattern | null;
   maxMessagesPerMinute: number | null;
   mode: 'enforce' | 'audit';
+  /** onPremises only: X-MS-Exchange-Organization-* and kin from it are kept (SPEC §3 header firewall). */
+  cloudServicesMailEnabled: boolean;
   comment: string;
 }
 
@@ -37,7 +39,42 @@ export interface OutboundConnector {
   tlsSettings: TlsSettings;
   tlsDomain: DomainPattern | null;
   tlsCertificateAuthorities: string | null;
+  /** onPremises only: Exchange organization headers pass on the way out (SPEC §3). */
+  cloudServicesMailEnabled: boolean;
+  /** Takes no part in domain routing; only mail flow rules send mail to it (SPEC §9). */
+  isTransportRuleScoped: boolean;
   comment: string;
+}
+
+/** The predicates of a mail flow rule; null = not given (holds for conditions, never for exceptions). */
+export interface RulePredicates {
+  fromConnector: string[] | null;
+  senderDomains: DomainPattern[] | null;
+  senderAddresses: string[] | null; // lower-cased
+  recipientDomains: DomainPattern[] | null;
+  recipientAddresses: string[] | null; // lower-cased
+  headerMatches: Array<{ name: string; pattern: RegExp; text: string }> | null; // name lower-cased
+  sentToScope: 'inOrganization' | 'notInOrganization' | null;
+  messageSizeOver: number | null; // bytes
+}
+
+export interface TransportRule {
+  name: string;
+  /** Its index in the policy file's list (diagnostics). */
+  position: number;
+  priority: number;
+  enabled: boolean;
+  mode: 'enforce' | 'audit';
+  comment: string;
+  conditions: RulePredicates;
+  exceptions: RulePredicates;
+  actions: {
+    routeMessageOutboundConnector: string | null;
+    reject: { code: number; enhanced: string; text: string } | null;
+    setHeaders: Array<[string, string]>;
+    removeHeaders: string[];
+    stopRuleProcessing: boolean;
+  };
 }
 
 export interface AcceptedDomain {
@@ -87,4 +124,6 @@ export interface Policy {
   acceptedDomains: AcceptedDomain[];
   inboundConnectors: InboundConnector[];
   outboundConnectors: OutboundConnector[];
+  /** In evaluation order: priority, then as listed. */
+  transportRules: TransportRule[];
 }

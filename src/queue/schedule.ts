@@ -49,7 +49,17 @@ export function planAttempt(env: Envelope, policy: Policy): AttemptPlan {
   for (const r of env.recipients) {
     if (r.status !== 'pending') continue;
     const domain = domainOf(r.address);
-    const route = routeRecipientDomain(policy, domain);
+    let route: ReturnType<typeof routeRecipientDomain>;
+    if (r.rule) {
+      // A mail flow rule chose the connector at end of DATA (SPEC §9); it must still exist.
+      const name = r.rule.connector;
+      const c = policy.outboundConnectors.find((x) => x.name === name && x.enabled);
+      if (!c) {
+        decided.push({ address: r.address, outcome: outcomes.ruleRouteMissing(name, r.rule.name) });
+        continue;
+      }
+      route = { kind: 'connector', connector: c, matchedBy: `mail flow rule "${r.rule.name}"` };
+    } else route = routeRecipientDomain(policy, domain);
     if (route.kind === 'none') {
       decided.push({ address: r.address, outcome: outcomes.noRoute(domain) });
       continue;
@@ -74,7 +84,7 @@ export interface AttemptResult {
 
 /** One event per recipient, for the log and the delivery metrics. */
 export type RecipientEvent =
-  | { event: 'delivered'; recipient: string; connector: string | null; remote?: string; result: string }
+  | { event: 'delivered'; recipient: string; connector: string | null; remote?: string; result: string; strippedExchangeHeaders?: number }
   | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: string; expired: false }
   | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: 'expired'; expired: true; last: string }
   | { event: 'deferred'; recipient: string; connector: string | null; code: string; result: string; attempts: number };
@@ -125,7 +135,7 @@ export function afterAttempt(before: Envelope, results: readonly AttemptResult[]
     r.lastResult = `${o.code} ${o.detail}`;
     if (o.status === 'delivered') {
       r.status = 'delivered';
-      events.push({ event: 'delivered', recipient: r.address, connector, remote: o.remote, result: o.detail });
+      events.push({ event: 'delivered', recipient: r.address, connector, remote: o.remote, result: o.detail, ...(o.strippedExchangeHeaders ? { strippedExchangeHeaders: o.strippedExchangeHeaders } : {}) });
       // NOTIFY=SUCCESS: a next hop that offers DSN got the request and reports delivery; one
       // that does not gets the message from us, so we say it was relayed (RFC 3461 §5.2.2).
       if (r.notify?.includes('SUCCESS') && !o.dsnPassed) relayed.push(dsnRecipient(r, '2.0.0', o.detail, o.remote));

@@ -21,6 +21,8 @@ export interface QueuedRecipient {
   notify?: DsnNotify[];
   /** RFC 3461 ORCPT, decoded: "rfc822;user@example.com". */
   orcpt?: string;
+  /** A mail flow rule routes this recipient through an outbound connector (SPEC §9). */
+  rule?: { name: string; connector: string };
 }
 
 export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
@@ -39,6 +41,8 @@ export interface Envelope {
   delayNotified?: boolean;
   /** RFC 3461 parameters of MAIL FROM: RET (what a DSN returns) and ENVID (decoded). */
   dsn?: { ret: 'FULL' | 'HDRS' | null; envid: string | null };
+  /** Mail flow rules that fired at end of DATA (audit ones too), in order. */
+  rules?: Array<{ name: string; mode: 'enforce' | 'audit' }>;
 }
 
 /** The envelope format this code reads and writes. */
@@ -106,7 +110,7 @@ export class MessageWriter {
   constructor(
     readonly spool: Spool,
     readonly id: string,
-    private readonly handle: fsp.FileHandle,
+    private handle: fsp.FileHandle,
   ) {}
 
   get size(): number {
@@ -121,6 +125,35 @@ export class MessageWriter {
       off += bytesWritten;
     }
     this.bytes += buf.length;
+  }
+
+  /**
+   * Replaces the first `oldLength` bytes written (the header block) by `head`, before commit:
+   * the content is copied to a new file (head, then the rest) that takes the old one's name.
+   * For mail flow rules that set or remove headers, known only at end of DATA.
+   */
+  async replaceHead(oldLength: number, head: Buffer): Promise<void> {
+    const file = this.spool.contentPath(this.id);
+    const tmp = `${file}.${randomBytes(3).toString('hex')}.tmp`;
+    const out = await fsp.open(tmp, 'wx', 0o640);
+    try {
+      await out.write(head);
+      const buf = Buffer.alloc(256 * 1024);
+      for (let pos = oldLength; ; ) {
+        const { bytesRead } = await this.handle.read(buf, 0, buf.length, pos);
+        if (!bytesRead) break;
+        await out.write(buf, 0, bytesRead);
+        pos += bytesRead;
+      }
+      await fsp.rename(tmp, file);
+    } catch (e) {
+      await out.close().catch(() => {});
+      await fsp.unlink(tmp).catch(() => {});
+      throw e;
+    }
+    await this.handle.close();
+    this.handle = out;
+    this.bytes = this.bytes - oldLength + head.length;
   }
 
   /** Makes the message durable; only after this resolves may the gateway answer 250. */
@@ -181,7 +214,7 @@ export class Spool {
 
   async create(): Promise<MessageWriter> {
     const id = newQueueId();
-    const handle = await fsp.open(this.contentPath(id), 'wx', 0o640);
+    const handle = await fsp.open(this.contentPath(id), 'wx+', 0o640); // read too: replaceHead copies from it
     return new MessageWriter(this, id, handle);
   }
 

@@ -1,7 +1,10 @@
 // The DATA path of SPEC §3 as a streaming transform: bare CR/LF detection, hop counting,
-// removal of X-Gateway-* headers that arrive from outside, and our own headers prepended.
+// removal of X-Gateway-* headers that arrive from outside and of Exchange organization headers
+// the header firewall does not trust, and our own headers prepended.
 // It decides nothing: what it saw (`bareLineEnding`, `receivedCount`) goes to policy/data.ts.
 import { rfc5322Date } from '../mail/date.js';
+import { filterHeaderBlock, parseHeaderBlock, type HeaderField } from '../mail/headers.js';
+import { isExchangeTrustedHeader } from '../policy/headers.js';
 
 const CR = 13;
 const LF = 10;
@@ -13,11 +16,22 @@ export class MessageScanner {
   private headerLength = 0;
   private prevWasCR = false;
   private bare: 'LF' | 'CR' | null = null;
+  private ownHeaders = '';
+  private headLength = 0;
   receivedCount = 0;
+  /** X-Gateway-* fields that arrived from outside (always removed). */
   strippedHeaders = 0;
+  /** Exchange organization fields removed by the header firewall. */
+  strippedExchangeHeaders = 0;
 
-  /** @param prepend header lines (each ending in CRLF) written before the message's own headers. */
-  constructor(private readonly prepend: string) {}
+  /**
+   * @param prepend header lines (each ending in CRLF) written before the message's own headers.
+   * @param options.stripExchangeHeaders the header firewall's verdict for this session (policy/headers.ts).
+   */
+  constructor(
+    private readonly prepend: string,
+    private readonly options: { stripExchangeHeaders: boolean } = { stripExchangeHeaders: true },
+  ) {}
 
   /** Feeds a chunk of (dot-unstuffed) DATA; returns what to write to the spool. */
   push(chunk: Buffer): Buffer[] {
@@ -81,22 +95,32 @@ export class MessageScanner {
   /** `block` ends with CRLF (or is the whole message when it has no body). */
   private rewriteHeaders(block: Buffer): Buffer {
     // latin1 keeps every byte as it is (8-bit headers pass through untouched).
-    const lines = block.toString('latin1').split('\r\n');
-    const kept: string[] = [];
-    let dropping = false;
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (i === lines.length - 1 && line === '') break; // after the final CRLF
-      const continuation = line.startsWith(' ') || line.startsWith('\t');
-      if (!continuation) {
-        dropping = /^x-gateway-[^:]*:/i.test(line);
-        if (dropping) this.strippedHeaders++;
-        if (/^received\s*:/i.test(line)) this.receivedCount++;
+    const { block: kept } = filterHeaderBlock(block.toString('latin1'), (name) => {
+      if (/^received$/i.test(name)) this.receivedCount++;
+      if (/^x-gateway-/i.test(name)) {
+        this.strippedHeaders++;
+        return true;
       }
-      if (!dropping) kept.push(line);
-    }
-    const body = kept.length ? kept.join('\r\n') + (block.toString('latin1').endsWith('\r\n') ? '\r\n' : '') : '';
-    return Buffer.concat([Buffer.from(this.prepend, 'latin1'), Buffer.from(body, 'latin1')]);
+      if (this.options.stripExchangeHeaders && isExchangeTrustedHeader(name)) {
+        this.strippedExchangeHeaders++;
+        return true;
+      }
+      return false;
+    });
+    this.ownHeaders = kept;
+    const head = Buffer.from(this.prepend + kept, 'latin1');
+    this.headLength = head.length;
+    return head;
+  }
+
+  /** The message's own header fields as kept (after the firewall), for mail flow rules. */
+  headerFields(): HeaderField[] {
+    return parseHeaderBlock(this.ownHeaders);
+  }
+
+  /** The header block written first to the spool (ours, then the message's), for header actions. */
+  get head(): { ours: string; own: string; length: number } {
+    return { ours: this.prepend, own: this.ownHeaders, length: this.headLength };
   }
 }
 

@@ -6,6 +6,9 @@ import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPSe
 import { evaluateRecipient, evaluateSender, type Refusal, type SenderDecision } from '../policy/inbound.js';
 import { connectionLimit, messageRate, messageRateLimit, recipientLimit } from '../policy/limits.js';
 import { evaluateData } from '../policy/data.js';
+import { evaluateRules } from '../policy/rules.js';
+import { keepExchangeHeadersFrom } from '../policy/headers.js';
+import { editHeaderBlock } from '../mail/headers.js';
 import { formatReply, replies } from '../policy/replies.js';
 import type { Policy } from '../policy/types.js';
 import { certificateNames } from '../tls/names.js';
@@ -219,6 +222,7 @@ export class SessionHooks {
         tls: st.tls,
         connector,
       }),
+      { stripExchangeHeaders: !keepExchangeHeadersFrom(txn.decision.attribution) },
     );
     // Always drain the stream, whatever happens to the spool file; the first write error stops writing.
     const spoolWrite = async (out: Buffer[]): Promise<void> => {
@@ -245,13 +249,37 @@ export class SessionHooks {
       return cb(this.refuse(st, refusal, { size: stream.byteLength, received: scanner.receivedCount }));
     }
 
+    // Mail flow rules (SPEC §9) on the message as received.
+    const rcpts = session.envelope.rcptTo.map((r) => r.address);
+    const rules = evaluateRules(st.policy, { connector, sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', recipients: rcpts, headers: scanner.headerFields(), size: stream.byteLength });
+    for (const f of rules.fired) {
+      st.log.info({ event: 'rule', rule: f.rule, mode: f.mode, recipients: f.recipients, actions: f.actions, qid: writer?.id }, f.mode === 'audit' ? 'mail flow rule matched (audit: nothing done)' : 'mail flow rule applied');
+      for (const action of f.actions.length ? f.actions : ['none']) this.deps.metrics?.rules.inc({ rule: f.rule, mode: f.mode, action });
+    }
+    if (rules.reject) {
+      await writer?.abort();
+      return cb(this.refuse(st, { rule: 'transport-rule', connector, reply: rules.reject.reply }, { transportRule: rules.reject.rule, size: stream.byteLength }));
+    }
+    if (writer && !writeError && (rules.removeHeaders.length || rules.setHeaders.length)) {
+      const head = scanner.head;
+      try {
+        await writer.replaceHead(head.length, Buffer.from(head.ours + editHeaderBlock(head.own, rules.removeHeaders, rules.setHeaders), 'latin1'));
+      } catch (e) {
+        writeError = e as Error;
+      }
+    }
+
     let env: Envelope | null = null;
     if (writer && !writeError) {
       try {
         env = await writer.commit({
           receivedAt: new Date().toISOString(),
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending', connector: txn.recipients.get(r.address) ?? null, attempts: 0, ...dsnOfRecipient(r) })),
+          recipients: session.envelope.rcptTo.map((r) => {
+            const rule = rules.routes.get(r.address);
+            return { address: r.address, status: 'pending', connector: rule?.connector ?? txn.recipients.get(r.address) ?? null, attempts: 0, ...dsnOfRecipient(r), ...(rule ? { rule: { name: rule.rule, connector: rule.connector } } : {}) };
+          }),
+          ...(rules.fired.length ? { rules: rules.fired.map((f) => ({ name: f.rule, mode: f.mode })) } : {}),
           ...dsnOfMessage(session.envelope),
           bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
           smtpUtf8: !!session.envelope.smtpUtf8,
@@ -269,7 +297,10 @@ export class SessionHooks {
     }
     const r = replies.queued(env.id);
     this.deps.metrics?.accepted.inc({ connector: connector ?? 'none' });
-    st.log.info({ event: 'queued', qid: env.id, size: env.size, sender: env.sender, recipients: env.recipients.map((x) => x.address), connector, stripped: scanner.strippedHeaders }, 'queued');
+    st.log.info(
+      { event: 'queued', qid: env.id, size: env.size, sender: env.sender, recipients: env.recipients.map((x) => x.address), connector, stripped: scanner.strippedHeaders, strippedExchangeHeaders: scanner.strippedExchangeHeaders, rules: rules.fired.map((f) => f.rule) },
+      'queued',
+    );
     cb(null, `${r.enhanced} ${r.text}`);
     this.deps.onQueued?.(env);
   }

@@ -1,5 +1,5 @@
 // PURE. The end-of-DATA checks of SPEC §3: what the DATA path observed in, a refusal or
-// acceptance out. The order is the reply's priority: size, then line endings, then hop count.
+// acceptance out. The order is the reply's priority: size, NUL, line endings, hop count.
 import { replies } from './replies.js';
 import type { Refusal } from './inbound.js';
 
@@ -11,11 +11,14 @@ export interface DataFacts {
   sizeExceeded: boolean;
   /** The first bare line ending found, if any (SMTP smuggling). */
   bareLineEnding: 'LF' | 'CR' | null;
+  /** A NUL byte was seen: servers that drop NULs would read "\0." as a line of its own. */
+  nul: boolean;
   receivedHeaders: number;
 }
 
 export function evaluateData(facts: DataFacts, connector: string | null): Refusal | null {
   if (facts.sizeExceeded) return { rule: 'size', connector, reply: replies.tooBig() };
+  if (facts.nul) return { rule: 'nul', connector, reply: replies.nulCharacter() };
   if (facts.bareLineEnding === 'LF') return { rule: 'bare-lf', connector, reply: replies.bareLineFeed('LF') };
   if (facts.bareLineEnding === 'CR') return { rule: 'bare-cr', connector, reply: replies.bareLineFeed('CR') };
   if (facts.receivedHeaders > MAX_RECEIVED) return { rule: 'hop-count', connector, reply: replies.hopCountExceeded() };

@@ -41,6 +41,8 @@ export type InboundRule =
   | 'size'
   | 'bare-lf'
   | 'bare-cr'
+  | 'nul'
+  | 'parameter'
   | 'hop-count'
   | 'spool'
   | 'throttle'

@@ -14,7 +14,7 @@ import { SessionHooks, type SessionDeps } from './session.js';
 
 export type GatewayDeps = SessionDeps;
 
-installReplyPatch(replies.tooBig());
+installReplyPatch({ tooBig: replies.tooBig(), requireTlsWithoutTls: replies.requireTlsWithoutTls() });
 
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
 

@@ -33,9 +33,13 @@ export class MessageScanner {
     private readonly options: { stripExchangeHeaders: boolean } = { stripExchangeHeaders: true },
   ) {}
 
+  /** A NUL byte was seen anywhere in DATA. */
+  nul = false;
+
   /** Feeds a chunk of (dot-unstuffed) DATA; returns what to write to the spool. */
   push(chunk: Buffer): Buffer[] {
     this.scanLineEnds(chunk);
+    if (!this.nul && chunk.includes(0)) this.nul = true;
     if (!this.inHeaders) return [chunk];
     this.headerChunks.push(chunk);
     this.headerLength += chunk.length;

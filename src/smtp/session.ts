@@ -6,6 +6,7 @@ import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPSe
 import { evaluateRecipient, evaluateSender, type Refusal, type SenderDecision } from '../policy/inbound.js';
 import { connectionLimit, messageRate, messageRateLimit, recipientLimit } from '../policy/limits.js';
 import { evaluateData } from '../policy/data.js';
+import { unadvertisedParameter } from '../policy/parameters.js';
 import { evaluateRules } from '../policy/rules.js';
 import { keepExchangeHeadersFrom } from '../policy/headers.js';
 import { editHeaderBlock } from '../mail/headers.js';
@@ -161,6 +162,8 @@ export class SessionHooks {
       this.deps.metrics?.audits.inc({ connector: audit.connector ?? 'none', rule: audit.rule });
     }
     if (decision.refusal) return cb(this.refuse(st, decision.refusal, { sender, attribution }));
+    const badParameter = unadvertisedParameter('MAIL', Object.keys(address.args || {}), a.connector?.name ?? null);
+    if (badParameter) return cb(this.refuse(st, badParameter, { sender }));
     const rate = this.messageRate.hit(session.remoteAddress);
     const throttled = messageRate(st.policy.gateway.limits, a.connector, rate);
     if (throttled) return cb(this.refuse(st, throttled, { sender, rate: Math.round(rate), limit: messageRateLimit(st.policy.gateway.limits, a.connector) }));
@@ -175,6 +178,8 @@ export class SessionHooks {
     if (!txn) return cb(smtpError(replies.needMail()));
     const recipient = address.address ?? '';
     const connector = txn.decision.attribution.connector?.name ?? null;
+    const badParameter = unadvertisedParameter('RCPT', Object.keys(address.args || {}), connector);
+    if (badParameter) return cb(this.refuse(st, badParameter, { recipient }));
     const tooMany = recipientLimit(st.policy.gateway.limits, session.envelope.rcptTo.length);
     if (tooMany) return cb(this.refuse(st, tooMany, { recipient }));
     const d = evaluateRecipient(st.policy, txn.decision.attribution, recipient);
@@ -243,7 +248,7 @@ export class SessionHooks {
     }
     await spoolWrite(scanner.end());
 
-    const refusal = evaluateData({ sizeExceeded: stream.sizeExceeded, bareLineEnding: scanner.bareLineEnding, receivedHeaders: scanner.receivedCount }, connector);
+    const refusal = evaluateData({ sizeExceeded: stream.sizeExceeded, nul: scanner.nul, bareLineEnding: scanner.bareLineEnding, receivedHeaders: scanner.receivedCount }, connector);
     if (refusal) {
       await writer?.abort();
       return cb(this.refuse(st, refusal, { size: stream.byteLength, received: scanner.receivedCount }));

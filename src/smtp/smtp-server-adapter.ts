@@ -2,7 +2,9 @@
 // test/unit/adapters.test.ts fails loudly when an upgrade changes anything relied on here:
 //   - SMTPConnection.prototype.send, patched once so that our replies keep their own enhanced
 //     code (smtp-server derives one from the reply code: 550 → 5.1.1, contradicting SPEC §3),
-//     and the size refusal gets SPEC §3's words;
+//     and smtp-server's own refusals get SPEC §3's words: the size refusal (its context
+//     MESSAGE_TOO_BIG) and REQUIRETLS on a session without TLS (the only 530 smtp-server sends
+//     itself when authentication is optional);
 //   - server._resolveSNI, answered with "no other context";
 //   - server.secureContext (the default context, to add the operator's client CAs);
 //   - server.connections (the open sessions: counted, and told 421 at shutdown).
@@ -31,15 +33,17 @@ const internals = (server: SMTPServer): ServerInternals => server as unknown as 
 
 /**
  * Installs the reply patch (once per process): a reply whose text starts with an enhanced code
- * is sent as it is; smtp-server's own size refusal is sent as `tooBig`.
+ * is sent as it is; smtp-server's own size and REQUIRETLS refusals are sent in our words.
  */
-export function installReplyPatch(tooBig: Reply): void {
+export function installReplyPatch(ours: { tooBig: Reply; requireTlsWithoutTls: Reply }): void {
   const proto = SMTPConnection.prototype as unknown as ConnectionProto;
   if (proto.__gwPatched) return;
   const original = proto.send;
+  const text = (r: Reply): string => `${r.enhanced} ${r.text}`;
   proto.send = function (this: unknown, code: number, data: unknown, context?: unknown) {
-    if (code === 552 && context === 'MESSAGE_TOO_BIG') return original.call(this, code, `${tooBig.enhanced} ${tooBig.text}`, false);
     if (typeof data === 'string' && ENHANCED_IN_TEXT.test(data)) return original.call(this, code, data, false);
+    if (code === 552 && context === 'MESSAGE_TOO_BIG') return original.call(this, code, text(ours.tooBig), false);
+    if (code === 530) return original.call(this, code, text(ours.requireTlsWithoutTls), false);
     return original.call(this, code, data, context);
   };
   proto.__gwPatched = true;

@@ -29,7 +29,7 @@ describe('smtp-server adapter', () => {
   let server: SMTPServer;
   let port: number;
   beforeAll(async () => {
-    installReplyPatch(replies.tooBig());
+    installReplyPatch({ tooBig: replies.tooBig(), requireTlsWithoutTls: replies.requireTlsWithoutTls() });
     server = new SMTPServer({
       authOptional: true,
       logger: false,
@@ -44,11 +44,12 @@ describe('smtp-server adapter', () => {
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  it('the reply patch keeps our enhanced code (no derived 5.1.1) and words the size refusal as SPEC §3 does', async () => {
+  it('the reply patch keeps our enhanced code (no derived 5.1.1) and words the size and REQUIRETLS refusals as SPEC §3 does', async () => {
     const { c } = await RawSmtp.connect(port);
     await c.cmd('EHLO client.test');
     expect(await c.cmd('MAIL FROM:<refused@x.test>')).toBe('550 5.7.51 TenantInboundAttribution; sender IP not allowed by connector Partner');
     expect(await c.cmd('MAIL FROM:<a@x.test> SIZE=999999')).toBe('552 5.3.4 Message size exceeds fixed maximum message size');
+    expect(await c.cmd('MAIL FROM:<a@x.test> REQUIRETLS')).toBe('530 5.7.10 REQUIRETLS requires TLS'); // plaintext session
     c.close();
   });
 

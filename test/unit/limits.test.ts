@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { connectionLimit, messageRate, messageRateLimit, recipientLimit } from '../../src/policy/limits.js';
 import { evaluateData, MAX_RECEIVED } from '../../src/policy/data.js';
+import { unadvertisedParameter } from '../../src/policy/parameters.js';
 import { formatReply } from '../../src/policy/replies.js';
 import { policyOf } from './policy-helpers.js';
 
@@ -32,12 +33,23 @@ describe('limits', () => {
   });
 });
 
+describe('MAIL and RCPT parameters', () => {
+  it('what was advertised passes, anything else is named in a 555 5.5.4', () => {
+    expect(unadvertisedParameter('MAIL', ['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID'], null)).toBeNull();
+    expect(unadvertisedParameter('RCPT', ['NOTIFY', 'ORCPT'], null)).toBeNull();
+    expect(formatReply(unadvertisedParameter('MAIL', ['SIZE', 'foo'], 'c')!.reply)).toBe('555 5.5.4 Unsupported parameter FOO');
+    expect(unadvertisedParameter('MAIL', ['REQUIRETLS'], null)?.rule).toBe('parameter');
+    expect(unadvertisedParameter('RCPT', ['SIZE'], null)?.reply.text).toBe('Unsupported parameter SIZE');
+  });
+});
+
 describe('end of DATA', () => {
-  const facts = { sizeExceeded: false, bareLineEnding: null, receivedHeaders: 0 } as const;
+  const facts = { sizeExceeded: false, nul: false, bareLineEnding: null, receivedHeaders: 0 } as const;
   it('accepts a clean message; refuses size first, then bare line endings, then loops', () => {
     expect(evaluateData(facts, null)).toBeNull();
     expect(evaluateData({ ...facts, receivedHeaders: MAX_RECEIVED }, null)).toBeNull();
-    expect(evaluateData({ sizeExceeded: true, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('size');
+    expect(evaluateData({ sizeExceeded: true, nul: true, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('size');
+    expect(formatReply(evaluateData({ ...facts, nul: true, bareLineEnding: 'LF' }, 'c')!.reply)).toBe('550 5.6.0 NUL characters not allowed');
     expect(evaluateData({ ...facts, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('bare-lf');
     expect(formatReply(evaluateData({ ...facts, bareLineEnding: 'CR' }, 'c')!.reply)).toBe('550 5.6.11 Bare line feed not allowed (bare carriage return found)');
     expect(formatReply(evaluateData({ ...facts, receivedHeaders: MAX_RECEIVED + 1 }, 'c')!.reply)).toBe('554 5.4.6 Hop count exceeded - possible mail loop');

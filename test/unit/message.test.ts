@@ -5,7 +5,7 @@ import { evaluateData } from '../../src/policy/data.js';
 
 /** What policy/data.ts decides from what the scanner saw. */
 function verdict(s: MessageScanner) {
-  const r = evaluateData({ sizeExceeded: false, bareLineEnding: s.bareLineEnding, receivedHeaders: s.receivedCount }, null);
+  const r = evaluateData({ sizeExceeded: false, nul: s.nul, bareLineEnding: s.bareLineEnding, receivedHeaders: s.receivedCount }, null);
   return r ? { ok: false, problem: r.rule } : { ok: true };
 }
 
@@ -40,6 +40,11 @@ describe('MessageScanner', () => {
     const rec = (n: number) => 'Received: from x by y; date\r\n'.repeat(n) + 'Subject: s\r\n\r\nbody\r\n';
     expect(scan([rec(30)]).verdict.ok).toBe(true);
     expect(scan([rec(31)]).verdict).toEqual({ ok: false, problem: 'hop-count' });
+  });
+  it('sees a NUL byte anywhere, also "\\0." that a NUL-dropping server would read as the end of data', () => {
+    expect(scan(['Subject: a\r\n\r\nline\r\n\0.\r\nmore\r\n']).verdict).toEqual({ ok: false, problem: 'nul' });
+    expect(scan(['Subject: a\0b\r\n\r\nbody\r\n']).verdict).toEqual({ ok: false, problem: 'nul' });
+    expect(scan(['Subject: a\r\n\r\nbody\r\n']).s.nul).toBe(false);
   });
   it('handles a message of headers only', () => {
     expect(scan(['Subject: only\r\n']).text).toBe('X-Top: 1\r\nSubject: only\r\n');

@@ -8,7 +8,7 @@ import type { OutboundConnector, Policy } from '../policy/types.js';
 import { caSetKey } from '../tls/context.js';
 import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
-import { connectionFacts, offersExtension, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
+import { connectionFacts, isRequireTlsRefusal, offersExtension, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
 import { ConnectionPool, dispose } from './pool.js';
 import { HeaderFilter } from './header-filter.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';
@@ -24,6 +24,8 @@ export interface DeliveryEnvelope {
   recipients: ReadonlyArray<{ address: string; notify?: readonly string[]; orcpt?: string }>;
   /** RFC 3461 RET and ENVID of MAIL FROM. */
   dsn?: { ret: 'FULL' | 'HDRS' | null; envid: string | null };
+  /** RFC 8689 REQUIRETLS: only to a next hop that offers it, over TLS verified for its name. */
+  requireTls?: boolean;
 }
 
 export interface DeliveryJob {
@@ -99,13 +101,22 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   }
 
   let last: HopFailure = hopFailure('dns', 'no next hop');
+  // REQUIRETLS: each hop must prove its name with a verified certificate and offer REQUIRETLS.
+  const requireTls = !!job.envelope.requireTls;
+  let tlsUnmetOnly = requireTls;
   for (const hop of hops) {
-    const result = await attempt(job, deps, hop, req);
+    const result = await attempt(job, deps, hop, requireTls ? { ...req, host: hop.name } : req);
     if (result instanceof Map) return result;
     last = result;
+    if (!REQUIRETLS_UNMET.has(result.kind)) tlsUnmetOnly = false;
   }
+  // No hop could meet REQUIRETLS (as opposed to being unreachable): the sender is told now.
+  if (tlsUnmetOnly && hops.length) return all(outcomes.requireTlsUnmet(last));
   return all(outcomes.hopsFailed(last));
 }
+
+/** Failures that mean a hop cannot meet REQUIRETLS (rather than being unreachable). */
+const REQUIRETLS_UNMET = new Set<HopFailure['kind']>(['requiretls', 'certificate', 'tls-unavailable']);
 
 type SendInfo = { accepted: string[]; rejected: string[]; rejectedErrors?: NodemailerError[]; response?: string };
 type SendOutcome = { kind: 'result'; result: Map<string, RecipientOutcome>; reusable: boolean } | { kind: 'failure'; failure: HopFailure };
@@ -132,10 +143,18 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
     // connector with cloudServicesMailEnabled.
     const filter = keepExchangeHeadersTo(job.route) ? null : new HeaderFilter(isExchangeTrustedHeader);
     const content = filter ? pipeline(job.content(), filter, () => {}) : job.content();
-    const envelope = { from: env.sender, to: job.recipients, size: env.size, use8BitMime: env.bodyType === '8bitmime', ...(env.dsn ? { dsn: { ret: env.dsn.ret, envid: env.dsn.envid } } : {}) };
+    const envelope = {
+      from: env.sender,
+      to: job.recipients,
+      size: env.size,
+      use8BitMime: env.bodyType === '8bitmime',
+      ...(env.dsn ? { dsn: { ret: env.dsn.ret, envid: env.dsn.envid } } : {}),
+      ...(env.requireTls ? { requireTLSExtensionEnabled: true } : {}),
+    };
     conn.send(envelope, content, (err: NodemailerError | null, info?: SendInfo) => {
       const out = new Map<string, RecipientOutcome>();
       if (err && !info) {
+        if (isRequireTlsRefusal(err)) return done({ kind: 'failure', failure: hopFailure('requiretls', `${remote} does not offer REQUIRETLS`) });
         if (!err.responseCode) return done({ kind: 'failure', failure: failed(err) });
         const o = replyOutcome(err.response ?? err.message, err.responseCode, remote);
         for (const r of job.recipients) out.set(r, o);
@@ -221,7 +240,7 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
   const remote = `${hop.name}[${hop.address}]:${hop.port}`;
   const sni = hop.name !== hop.address ? hop.name : undefined;
   const tlsOpts = connectionTlsOptions(req, deps.identity, sni);
-  const key = `${hop.address}|${hop.port}|${sni ?? ''}|${req.settings}|${req.domain?.text ?? ''}|${caSetKey(req.extraCa)}`;
+  const key = `${hop.address}|${hop.port}|${sni ?? ''}|${req.settings}|${req.domain?.text ?? ''}|${req.host ?? ''}|${caSetKey(req.extraCa)}`;
   const pool = deps.pool;
   // A cached connection first; if it went stale, a fresh one.
   const cached = pool?.take(key);
@@ -234,6 +253,7 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
     }
     dispose(cached.conn);
     cached.conn.close();
+    if (r.failure.kind === 'requiretls') return r.failure; // what the hop offers, not a stale connection
   }
   const conn = await open(deps, hop, tlsOpts, remote);
   if (!(conn instanceof SMTPConnection)) return conn;

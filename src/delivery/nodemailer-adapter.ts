@@ -4,7 +4,8 @@
 //   - `_getDsnRcptToArgs` and `_recipientQueue`: nodemailer gives every RCPT of a transaction
 //     the same NOTIFY/ORCPT, so the parameters are supplied per recipient through them;
 //   - the error fields `code`, `originalCode`, `command`, `responseCode` and the `upgrading`
-//     flag, from which a failed connection's facts are read (never from the message text).
+//     flag, from which a failed connection's facts are read (never from the message text),
+//     and the code EREQUIRETLS (a next hop without REQUIRETLS).
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { ConnectionFacts } from './status.js';
 import { NAME_CHECK_CODE } from './tls-policy.js';
@@ -39,6 +40,11 @@ export function setRcptParameters(conn: Conn, parametersFor: (recipient: string)
     const p = parametersFor(queue[queue.length - 1] ?? '');
     return p ? ` ${p}` : '';
   };
+}
+
+/** The next hop does not offer REQUIRETLS (nodemailer checks before MAIL FROM when asked to use it). */
+export function isRequireTlsRefusal(err: NodemailerError): boolean {
+  return err.code === 'EREQUIRETLS';
 }
 
 /**

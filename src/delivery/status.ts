@@ -25,7 +25,8 @@ export type HopFailureKind =
   | 'refused' // 4.4.316 connection refused
   | 'tls-unavailable' // 4.4.317 TLS required but not offered, refused or not negotiated
   | 'closed' // 4.4.318 connection closed
-  | 'certificate'; // 4.7.320 certificate validation failed
+  | 'certificate' // 4.7.320 certificate validation failed
+  | 'requiretls'; // 5.7.30 the next hop does not offer REQUIRETLS (RFC 8689)
 
 export const HOP_FAILURE_CODES: Record<HopFailureKind, string> = {
   dns: '4.4.312',
@@ -34,6 +35,7 @@ export const HOP_FAILURE_CODES: Record<HopFailureKind, string> = {
   'tls-unavailable': '4.4.317',
   closed: '4.4.318',
   certificate: '4.7.320',
+  requiretls: '5.7.30',
 };
 
 export interface HopFailure {
@@ -59,6 +61,11 @@ export const outcomes = {
     code: '4.4.0',
     detail: `No route: outbound connector "${connector}" of mail flow rule "${rule}" is not in the policy or is disabled`,
   }),
+  /**
+   * REQUIRETLS (RFC 8689 §4.2.1): no next hop offered REQUIRETLS over TLS verified for its name.
+   * Permanent: the sender learns it from the DSN, the message is never sent with less.
+   */
+  requireTlsUnmet: (f: HopFailure): RecipientOutcome => ({ status: 'failed', code: '5.7.30', detail: `REQUIRETLS support required: ${f.detail}` }),
   /** Every next hop failed: the last failure stands for the attempt. */
   hopsFailed: (f: HopFailure): RecipientOutcome => ({ status: 'deferred', code: f.code, detail: f.detail }),
   /** A next hop took the transaction but said nothing about this recipient. */

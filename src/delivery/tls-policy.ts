@@ -1,6 +1,6 @@
 // What an outbound connector's tlsSettings demand of a connection (SPEC §4), as nodemailer
 // SMTPConnection options, plus the name check of domainValidation.
-import type { ConnectionOptions, PeerCertificate, SecureContext } from 'node:tls';
+import tls, { type ConnectionOptions, type PeerCertificate, type SecureContext } from 'node:tls';
 import { caSetKey, contextTrustingRoots } from '../tls/context.js';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
@@ -14,6 +14,11 @@ export interface TlsRequirement {
   extraCa: string[];
   /** domainValidation: the pattern the server certificate must carry. */
   domain: DomainPattern | null;
+  /**
+   * REQUIRETLS (RFC 8689): TLS is required and the certificate must verify (PKIX) for this next
+   * hop's name or IP address, whatever tlsSettings say (domainValidation keeps its own name).
+   */
+  host?: string;
 }
 
 export interface ClientIdentity {
@@ -48,6 +53,12 @@ export function checkName(pattern: DomainPattern, cert: PeerCertificate): Error 
   return Object.assign(new Error(`certificate name mismatch: wanted ${pattern.text}, certificate has ${candidates.join(', ') || 'no names'}`), { code: NAME_CHECK_CODE });
 }
 
+/** RFC 6125 for a host name or IP address (Node's check), failing with our name-check code. */
+function checkHost(host: string, cert: PeerCertificate): Error | undefined {
+  const err = tls.checkServerIdentity(host, cert);
+  return err ? Object.assign(new Error(`certificate name mismatch: ${err.message}`), { code: NAME_CHECK_CODE }) : undefined;
+}
+
 /** nodemailer SMTPConnection options for one attempt. */
 export function connectionTlsOptions(req: TlsRequirement, identity: ClientIdentity, servername: string | undefined): {
   requireTLS: boolean;
@@ -55,6 +66,10 @@ export function connectionTlsOptions(req: TlsRequirement, identity: ClientIdenti
   tls: ConnectionOptions;
 } {
   const base: ConnectionOptions = { secureContext: secureContextFor(identity, req.extraCa), minVersion: 'TLSv1.2', servername };
+  if (req.host !== undefined && req.settings !== 'domainValidation') {
+    const host = req.host;
+    return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, checkServerIdentity: (_h, cert) => checkHost(host, cert) } };
+  }
   switch (req.settings) {
     case null:
       return { requireTLS: false, opportunisticTLS: true, tls: { ...base, rejectUnauthorized: false } };

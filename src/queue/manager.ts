@@ -7,7 +7,7 @@ import { Limiter } from '../mail/limiter.js';
 import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
 import type { Envelope, Spool } from './spool.js';
-import { afterAttempt, planAttempt, type AttemptResult, type RecipientEvent } from './schedule.js';
+import { afterAttempt, dsnReturns, planAttempt, type AttemptResult, type RecipientEvent } from './schedule.js';
 import type { DeliveryJob } from '../delivery/client.js';
 import { outcomes, type RecipientOutcome } from '../delivery/status.js';
 import { buildDsn, type DsnKind, type DsnRecipient } from '../delivery/dsn.js';
@@ -237,8 +237,7 @@ export class QueueManager {
 
   private async sendDsn(env: Envelope, kind: DsnKind, recipients: DsnRecipient[], policy: Policy): Promise<void> {
     const headers = await readHeaders(this.spool.contentPath(env.id));
-    // RET=FULL returns the whole message (up to a bound), otherwise the header block.
-    const full = kind === 'failed' && env.dsn?.ret === 'FULL' && env.size <= DSN_FULL_LIMIT ? await fsp.readFile(this.spool.contentPath(env.id)) : null;
+    const full = dsnReturns(env, kind) === 'full' ? await fsp.readFile(this.spool.contentPath(env.id)) : null;
     const text = buildDsn({
       kind,
       hostname: policy.gateway.hostname,
@@ -259,6 +258,8 @@ export class QueueManager {
         recipients: [{ address: env.sender, status: 'pending', connector: null, attempts: 0 }],
         bodyType: '8bitmime',
         smtpUtf8: false,
+        // RFC 8689 §5: a report about a REQUIRETLS message is protected as the message was.
+        ...(env.requireTls ? { requireTls: true as const } : {}),
         client: { ip: '127.0.0.1', helo: policy.gateway.hostname, sessionId: `dsn:${env.id}`, connector: null, tls: null },
       });
       this.log.info({ event: 'dsn', qid: dsn.id, original: env.id, kind, to: env.sender, recipients: recipients.map((r) => r.address) }, `${kind} DSN queued`);
@@ -269,9 +270,6 @@ export class QueueManager {
     }
   }
 }
-
-/** RET=FULL returns messages up to this size whole; larger ones get their headers only. */
-const DSN_FULL_LIMIT = 10 * 1024 * 1024;
 
 /** The header block of a spooled message (bounded), for text/rfc822-headers. */
 async function readHeaders(file: string, max = 64 * 1024): Promise<string> {

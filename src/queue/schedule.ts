@@ -185,3 +185,15 @@ export function afterAttempt(before: Envelope, results: readonly AttemptResult[]
   const done = env.recipients.every((r) => r.status !== 'pending');
   return { envelope: env, events, dsns, suppressed, next: done ? { done: true } : { done: false, at: Date.parse(env.nextAttemptAt ?? new Date(now).toISOString()) } };
 }
+
+/** RET=FULL returns messages up to this size whole; larger ones get their headers only. */
+export const DSN_FULL_LIMIT = 10 * 1024 * 1024;
+
+/**
+ * What a report returns of the original: the whole message for RET=FULL failure reports (up
+ * to DSN_FULL_LIMIT), else the header block. A REQUIRETLS message's body is never returned: its
+ * sender asked that it travel only over verified TLS (RFC 8689 §5).
+ */
+export function dsnReturns(env: Envelope, kind: DsnKind): 'full' | 'headers' {
+  return kind === 'failed' && env.dsn?.ret === 'FULL' && env.size <= DSN_FULL_LIMIT && !env.requireTls ? 'full' : 'headers';
+}

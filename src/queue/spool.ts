@@ -41,6 +41,8 @@ export interface Envelope {
   delayNotified?: boolean;
   /** RFC 3461 parameters of MAIL FROM: RET (what a DSN returns) and ENVID (decoded). */
   dsn?: { ret: 'FULL' | 'HDRS' | null; envid: string | null };
+  /** RFC 8689 REQUIRETLS: delivered only over verified TLS to a next hop that offers it. */
+  requireTls?: true;
   /** Mail flow rules that fired at end of DATA (audit ones too), in order. */
   rules?: Array<{ name: string; mode: 'enforce' | 'audit' }>;
 }

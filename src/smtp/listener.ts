@@ -144,6 +144,7 @@ export class GatewayServer {
       disabledCommands: ['AUTH'],
       hideENHANCEDSTATUSCODES: false,
       hideDSN: false, // RFC 3461: NOTIFY, ORCPT, RET, ENVID are kept with the message and honoured
+      hideREQUIRETLS: false, // RFC 8689: offered after STARTTLS; kept in the envelope, honoured by delivery
       hidePIPELINING: false,
       hide8BITMIME: false,
       hideSMTPUTF8: false,

@@ -162,7 +162,7 @@ export class SessionHooks {
       this.deps.metrics?.audits.inc({ connector: audit.connector ?? 'none', rule: audit.rule });
     }
     if (decision.refusal) return cb(this.refuse(st, decision.refusal, { sender, attribution }));
-    const badParameter = unadvertisedParameter('MAIL', Object.keys(address.args || {}), a.connector?.name ?? null);
+    const badParameter = unadvertisedParameter('MAIL', Object.keys(address.args || {}), st.tls !== null, a.connector?.name ?? null);
     if (badParameter) return cb(this.refuse(st, badParameter, { sender }));
     const rate = this.messageRate.hit(session.remoteAddress);
     const throttled = messageRate(st.policy.gateway.limits, a.connector, rate);
@@ -178,7 +178,7 @@ export class SessionHooks {
     if (!txn) return cb(smtpError(replies.needMail()));
     const recipient = address.address ?? '';
     const connector = txn.decision.attribution.connector?.name ?? null;
-    const badParameter = unadvertisedParameter('RCPT', Object.keys(address.args || {}), connector);
+    const badParameter = unadvertisedParameter('RCPT', Object.keys(address.args || {}), st.tls !== null, connector);
     if (badParameter) return cb(this.refuse(st, badParameter, { recipient }));
     const tooMany = recipientLimit(st.policy.gateway.limits, session.envelope.rcptTo.length);
     if (tooMany) return cb(this.refuse(st, tooMany, { recipient }));
@@ -287,6 +287,7 @@ export class SessionHooks {
           ...(rules.fired.length ? { rules: rules.fired.map((f) => ({ name: f.rule, mode: f.mode })) } : {}),
           ...dsnOfMessage(session.envelope),
           bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
+          ...(session.envelope.requireTLS ? { requireTls: true as const } : {}),
           smtpUtf8: !!session.envelope.smtpUtf8,
           client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sessionId: session.id, connector, tls: st.tls ? st.tls.version : null },
         });

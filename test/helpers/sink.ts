@@ -13,6 +13,8 @@ export interface SunkMessage {
   /** RFC 3461 parameters as received: MAIL FROM's RET/ENVID, each RCPT's NOTIFY/ORCPT. */
   dsn: { ret: string | null; envid: string | null } | null;
   rcptDsn: Record<string, { notify?: string[]; orcpt?: string } | undefined>;
+  /** MAIL FROM carried REQUIRETLS (RFC 8689). */
+  requireTls: boolean;
 }
 
 export interface Sink {
@@ -34,6 +36,8 @@ export interface SinkOptions {
   port?: number;
   /** false: do not offer DSN (RFC 3461). */
   dsn?: boolean;
+  /** Offer REQUIRETLS (RFC 8689) after STARTTLS. */
+  requireTls?: boolean;
   /** Reply for a recipient: null = accept, else [code, text]. */
   rcpt?: (address: string, session: SMTPServerSession) => [number, string] | null;
 }
@@ -49,6 +53,7 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
     disabledCommands: o.noStartTls ? ['AUTH', 'STARTTLS'] : ['AUTH'],
     hideSTARTTLS: !!o.noStartTls,
     hideDSN: o.dsn === false,
+    hideREQUIRETLS: !o.requireTls,
     logger: false,
     disableReverseLookup: true,
     closeTimeout: 200, // the gateway keeps idle connections cached; do not wait for them
@@ -80,6 +85,7 @@ export async function startSink(o: SinkOptions = {}): Promise<Sink> {
           smtpUtf8: !!session.envelope.smtpUtf8,
           dsn: (session.envelope as { dsn?: { ret: string | null; envid: string | null } }).dsn ?? null,
           rcptDsn: Object.fromEntries(session.envelope.rcptTo.map((r) => [r.address, (r as { dsn?: { notify?: string[]; orcpt?: string } }).dsn])),
+          requireTls: !!session.envelope.requireTLS,
         });
         waiters.splice(0).forEach((w) => w());
         cb(null, 'OK sunk');

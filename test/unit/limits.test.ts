@@ -35,11 +35,12 @@ describe('limits', () => {
 
 describe('MAIL and RCPT parameters', () => {
   it('what was advertised passes, anything else is named in a 555 5.5.4', () => {
-    expect(unadvertisedParameter('MAIL', ['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID'], null)).toBeNull();
-    expect(unadvertisedParameter('RCPT', ['NOTIFY', 'ORCPT'], null)).toBeNull();
-    expect(formatReply(unadvertisedParameter('MAIL', ['SIZE', 'foo'], 'c')!.reply)).toBe('555 5.5.4 Unsupported parameter FOO');
-    expect(unadvertisedParameter('MAIL', ['REQUIRETLS'], null)?.rule).toBe('parameter');
-    expect(unadvertisedParameter('RCPT', ['SIZE'], null)?.reply.text).toBe('Unsupported parameter SIZE');
+    expect(unadvertisedParameter('MAIL', ['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID'], false, null)).toBeNull();
+    expect(unadvertisedParameter('RCPT', ['NOTIFY', 'ORCPT'], true, null)).toBeNull();
+    expect(formatReply(unadvertisedParameter('MAIL', ['SIZE', 'foo'], true, 'c')!.reply)).toBe('555 5.5.4 Unsupported parameter FOO');
+    expect(unadvertisedParameter('MAIL', ['REQUIRETLS'], true, null)).toBeNull(); // offered after STARTTLS
+    expect(unadvertisedParameter('MAIL', ['REQUIRETLS'], false, null)?.rule).toBe('parameter');
+    expect(unadvertisedParameter('RCPT', ['SIZE'], true, null)?.reply.text).toBe('Unsupported parameter SIZE');
   });
 });
 

@@ -5,6 +5,8 @@ import { evaluateRules } from '../policy/rules.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersFrom } from '../policy/headers.js';
 import type { Policy, TransportRule } from '../policy/types.js';
 import { parseSize } from '../config/units.js';
+import { outboundSecurity, type OutboundSecurity } from '../policy/outbound-security.js';
+import type { Route } from '../policy/outbound.js';
 import { formatReply } from '../policy/replies.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
@@ -57,6 +59,7 @@ export function explain(args: string[]): void {
       } else {
         out.push(`  outbound: no connector; MX lookup of ${rd.domain}, opportunistic TLS`);
       }
+      out.push(`  security: ${describeSecurity(outboundSecurity(policy, route), route)}`);
       if (rd.verifyWith) out.push(`  recipient verification: callout to the next hops of ${rd.verifyWith.name}; 550 5.4.1 if they refuse the address (explain does not call out)`);
       out.push('  reply: 250 Accepted');
       accepted.push(to);
@@ -97,6 +100,14 @@ function explainData(out: string[], policy: Policy, a: Attribution, sender: stri
   }
   out.push('  reply: 250 2.6.0 Queued');
   return false;
+}
+
+function describeSecurity(s: OutboundSecurity, route: Route): string {
+  if (s.policy === 'dane') {
+    const without = s.mode === 'mandatory' ? 'without secure TLSA the delivery is deferred (4.7.324)' : `without secure TLSA, ${route.kind === 'connector' && route.connector.tlsSettings ? `tlsSettings ${route.connector.tlsSettings}` : 'opportunistic TLS'}`;
+    return `DANE (smtpDaneMode ${s.mode}): the MX hosts' DNSSEC-signed TLSA records, looked up at delivery, decide; ${without}`;
+  }
+  return s.why;
 }
 
 function describeActions(rule: TransportRule): string {

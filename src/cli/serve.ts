@@ -17,6 +17,10 @@ import { HopResolver } from '../delivery/resolve.js';
 import { RecipientVerifier } from '../delivery/verify.js';
 import { GatewayServer } from '../smtp/listener.js';
 import { cachedPemReader, readIdentity } from '../tls/files.js';
+import { SecureResolver } from '../delivery/dnssec-resolver.js';
+import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
+import { dnssecTrust } from '../policy/outbound-security.js';
+import type { Logger } from '../observe/log.js';
 import { configPath, fail, loadOrExit } from './common.js';
 
 export async function serve(args: string[]): Promise<void> {
@@ -31,7 +35,10 @@ export async function serve(args: string[]): Promise<void> {
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
   const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
-    onResult: (connector, result) => metrics?.deliveries.inc({ connector, result }),
+    onResult: (connector, result, security) => {
+      metrics?.deliveries.inc({ connector, result });
+      if (security) metrics?.mxSecurity.inc({ policy: security, result });
+    },
   });
   // queue retry/delete act through the daemon (queue/control.ts), never racing an attempt. Started
   // first: it also makes sure no other gateway runs on this queue before recovery touches it.
@@ -67,6 +74,7 @@ export async function serve(args: string[]): Promise<void> {
   }
   await manager.start(recovered.ids);
   ready = true;
+  logOutboundSecurity(log, policy);
   log.info({ event: 'started', policy: path.resolve(file), listeners: server.ports }, 'connector-gateway started');
 
   // SIGHUP and changes of the file reload the policy; an invalid policy is refused and the
@@ -94,6 +102,7 @@ export async function serve(args: string[]): Promise<void> {
     log.level = policy.gateway.log.level;
     metrics?.reloads.inc({ result: 'applied' });
     log.info({ event: 'reloaded', trigger: why, warnings: formatDiagnostics(r) }, 'policy reloaded');
+    logOutboundSecurity(log, policy);
   };
   process.on('SIGHUP', () => reload('SIGHUP'));
   watchFile(file, () => reload('file change'));
@@ -152,5 +161,17 @@ function safeRead(file: string): string | null {
 
 /** Delivery's view of a policy: identity, resolver and CA files read once per policy. */
 function deliveryDeps(policy: Policy): DeliveryDeps & { pool: ConnectionPool } {
-  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader() };
+  // The DNSSEC-aware resolver only where its AD bit can be trusted (SPEC §8).
+  const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((s): s is DnsServer => s !== null);
+  const secureResolver = dnssecTrust(policy).trusted && servers.length ? new SecureResolver(servers) : undefined;
+  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader(), secureResolver };
+}
+
+/** One log line saying what secures MX delivery under this policy. */
+function logOutboundSecurity(log: Logger, policy: Policy): void {
+  const trust = dnssecTrust(policy);
+  const mode = policy.gateway.outbound.smtpDaneMode;
+  if (mode === 'none') log.info({ event: 'outbound-security', dane: false, why: 'smtpDaneMode: none' }, 'DANE off');
+  else if (trust.trusted) log.info({ event: 'outbound-security', dane: true, mode, servers: policy.gateway.dns.servers }, `DANE in effect (${mode}) for MX delivery`);
+  else log.warn({ event: 'outbound-security', dane: false, why: trust.why }, `DANE not in effect: ${trust.why}`);
 }

@@ -14,6 +14,10 @@ import { Readable } from 'node:stream';
 import { rfc5322Date } from '../mail/date.js';
 import { domainOf } from '../mail/address.js';
 import { contextTrustingRoots } from '../tls/context.js';
+import { outboundSecurity } from '../policy/outbound-security.js';
+import { lookupMx, planMx } from '../delivery/dane.js';
+import { SecureResolver } from '../delivery/dnssec-resolver.js';
+import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { cachedPemReader, readIdentity } from '../tls/files.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
@@ -88,6 +92,7 @@ export async function validate(args: string[]): Promise<void> {
     if (c.useMXRecord) {
       if (!rcptDomain) throw new Error('useMXRecord: give --to ADDR to know which domain to look up');
       hops = await resolver.domain(rcptDomain);
+      out.push(...(await describeMxSecurity(policy, c, rcptDomain)));
     } else for (const h of c.smartHosts) hops.push(...(await resolver.smartHost(h)));
   } catch (e) {
     out.push(`FAIL resolve: ${(e as Error).message}`);
@@ -125,4 +130,17 @@ export async function validate(args: string[]): Promise<void> {
   out.push(failed ? 'result: FAIL' : 'result: PASS');
   process.stdout.write(out.join('\n') + '\n');
   process.exit(failed ? 1 : 0);
+}
+
+/** For an MX connector: which security applies (SPEC §8), and what DANE finds for the domain. */
+async function describeMxSecurity(policy: Policy, c: OutboundConnector, domain: string): Promise<string[]> {
+  const s = outboundSecurity(policy, { kind: 'connector', connector: c, matchedBy: 'validate' });
+  if (s.policy !== 'dane') return [`security: ${s.why}`];
+  const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((x): x is DnsServer => x !== null);
+  const plan = planMx(await lookupMx(domain, new SecureResolver(servers)), s.mode);
+  if (!plan.ok) return [`security: DANE (smtpDaneMode ${s.mode}): ${plan.failure.code} ${plan.failure.detail}`];
+  return [
+    `security: DANE (smtpDaneMode ${s.mode})`,
+    ...plan.hops.map((h) => `  ${h.name} [${h.address}]: ${h.security.kind === 'dane' ? `TLSA ${h.security.tlsa.map((t) => `${t.usage} ${t.selector} ${t.matchingType}`).join(', ')} must match` : h.security.kind === 'encrypt' ? 'TLSA unusable: TLS required, not authenticated' : `no secure TLSA: tlsSettings ${c.tlsSettings ?? 'null (opportunistic)'}`}`),
+  ];
 }

@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { InboundConnector, Policy, RulePredicates } from '../policy/types.js';
 import { acceptedDomainFor } from '../policy/accepted.js';
+import { dnssecTrust } from '../policy/outbound-security.js';
+import { parseDnsServer } from '../mail/dns-server.js';
 import { Diagnostics, type Path } from './diagnostics.js';
 
 const key = (list: readonly { text: string }[]) => list.map((x) => x.text.toLowerCase()).sort().join(',');
@@ -16,6 +18,7 @@ export function lint(p: Policy, d: Diagnostics): void {
   lintInbound(p, d);
   lintOutbound(p, d);
   lintRules(p, d);
+  lintOutboundSecurity(p, d);
   p.acceptedDomains.forEach((a, i) => {
     if (a.recipientVerification === 'callout' && a.domainType === 'internalRelay') {
       d.warn(['acceptedDomains', i, 'recipientVerification'], 'callout has no effect on an internalRelay domain: every recipient is relayed unverified', 'make the domain authoritative, or remove recipientVerification');
@@ -110,6 +113,23 @@ function lintOutbound(p: Policy, d: Diagnostics): void {
     }
     if (shadowed && shadowed === mine.length) d.error(at, 'this connector is shadowed: every domain it lists is routed by an earlier connector, so it is never selected');
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// Resolvers and outbound security (SPEC §8).
+
+function lintOutboundSecurity(p: Policy, d: Diagnostics): void {
+  p.gateway.dns.servers.forEach((s, i) => {
+    if (!parseDnsServer(s)) d.error(['gateway', 'dns', 'servers', i], `"${s}" is not a DNS server address`, 'write an IP address, optionally with a port: 127.0.0.1, 127.0.0.1:5353, [::1]:53');
+  });
+  p.outboundConnectors.forEach((c, i) => {
+    if (c.smtpDaneMode !== null && !c.useMXRecord) d.error(['outboundConnectors', i, 'smtpDaneMode'], 'smtpDaneMode applies to MX routes only; smart hosts keep their tlsSettings', 'set useMXRecord: true, or remove smtpDaneMode');
+  });
+  const asked = (p.gateway.outbound.smtpDaneModeExplicit && p.gateway.outbound.smtpDaneMode !== 'none') || p.outboundConnectors.some((c) => c.smtpDaneMode && c.smtpDaneMode !== 'none');
+  const trust = dnssecTrust(p);
+  if (asked && !trust.trusted) {
+    d.warn(['gateway', 'dns', 'servers'], `DANE is not in effect: ${trust.why}`, 'run a DNSSEC-validating resolver (unbound) on loopback and list it in gateway.dns.servers; see docs/outbound-security.md');
+  }
 }
 
 // ---------------------------------------------------------------------------------------

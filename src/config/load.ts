@@ -30,7 +30,7 @@ function validate(data: unknown, opts: LoadOptions): { policy: Policy | null; d:
     for (const issue of parsed.error.issues) {
       const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
       if (issue.code === 'unrecognized_keys') {
-        for (const k of issue.keys) d.error([...path, k], `unknown key "${k}"`, 'check the spelling against SPEC §2; unknown keys are refused so that a typo cannot weaken the policy', true);
+        for (const k of issue.keys) d.error([...path, k], `unknown key "${k}"`, 'check the spelling: the bundled config/gateway.yaml and the README show every key; unknown keys are refused so that a typo cannot weaken the policy', true);
       } else {
         d.error(path, issue.message);
       }

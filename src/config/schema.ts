@@ -43,7 +43,15 @@ const gateway = z.strictObject({
       maxMessagesPerMinutePerIp: z.number().int().min(1).default(600),
     })
     .prefault({}),
-  dns: z.strictObject({ servers: z.array(z.string()).default([]) }).prefault({}),
+  dns: z
+    .strictObject({
+      servers: z.array(z.string()).default([]),
+      /** Trust the AD bit of servers that are not on loopback (SPEC §8). */
+      dnssecTrusted: z.boolean().default(false),
+    })
+    .prefault({}),
+  // Outbound security for MX delivery (SPEC §8): the defaults; an outbound connector may override.
+  outbound: z.strictObject({ smtpDaneMode: z.enum(['opportunistic', 'mandatory', 'none']).optional() }).prefault({}),
   admin: z.strictObject({ address: str.default('127.0.0.1'), port }).nullable().default(null),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
@@ -87,6 +95,7 @@ const outboundConnector = z.strictObject({
   tlsCertificateAuthorities: str.nullable().default(null),
   cloudServicesMailEnabled: z.boolean().default(false),
   isTransportRuleScoped: z.boolean().default(false),
+  smtpDaneMode: z.enum(['opportunistic', 'mandatory', 'none']).nullable().default(null),
   comment: z.string().default(''),
 });
 

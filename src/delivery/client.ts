@@ -8,7 +8,10 @@ import type { OutboundConnector, Policy } from '../policy/types.js';
 import { caSetKey } from '../tls/context.js';
 import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
-import { connectionFacts, isRequireTlsRefusal, offersExtension, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
+import { connectionFacts, isRequireTlsRefusal, offersExtension, peerCertificates, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
+import { lookupMx, matchTlsa, planMx, type SecuredHop } from './dane.js';
+import type { SecureResolver } from './dnssec-resolver.js';
+import { outboundSecurity } from '../policy/outbound-security.js';
 import { ConnectionPool, dispose } from './pool.js';
 import { HeaderFilter } from './header-filter.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';
@@ -43,6 +46,8 @@ export interface DeliveryDeps {
   readCa: (file: string) => string;
   /** Reused connections; none = one connection per delivery. */
   pool?: ConnectionPool;
+  /** The DNSSEC-aware resolver of gateway.dns.servers, for DANE; none = DANE not in effect. */
+  secureResolver?: SecureResolver;
   timeouts?: { connection: number; greeting: number; socket: number };
 }
 
@@ -85,38 +90,63 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   const rcptDomain = domainOf(job.recipients[0] ?? '');
   const all = (o: RecipientOutcome): Map<string, RecipientOutcome> => new Map(job.recipients.map((r) => [r, o]));
 
-  let req: TlsRequirement;
-  let hops: NextHop[];
-  try {
-    if (route.kind === 'connector') {
-      req = connectorTlsRequirement(route.connector, rcptDomain, deps.readCa);
-      hops = await connectorHops(route.connector, rcptDomain, deps.resolver);
-    } else {
-      req = { settings: null, extraCa: [], domain: null };
-      hops = await deps.resolver.domain(rcptDomain);
+  const req: TlsRequirement = route.kind === 'connector' ? connectorTlsRequirement(route.connector, rcptDomain, deps.readCa) : { settings: null, extraCa: [], domain: null };
+  let hops: SecuredHop[];
+  const security = outboundSecurity(deps.policy, route);
+  const mxRoute = route.kind === 'mx' || route.connector.useMXRecord;
+  const dane = security.policy === 'dane' && !!deps.secureResolver;
+  // For the metrics and logs: what secured this MX delivery (nothing said for smart hosts).
+  const label = (hop: SecuredHop | null): Pick<RecipientOutcome, 'security'> =>
+    !mxRoute ? {} : !dane ? { security: 'tlsSettings' } : { security: hop?.security.kind === 'encrypt' ? 'dane-encrypt' : hop?.security.kind === 'none' ? 'dane-none' : 'dane' };
+  if (dane && deps.secureResolver && security.policy === 'dane') {
+    // DANE (SPEC §8): MX, addresses and TLSA from the validating resolver decide each hop's TLS.
+    const plan = planMx(await lookupMx(rcptDomain, deps.secureResolver), security.mode);
+    if (!plan.ok) return all({ status: plan.permanent ? 'failed' : 'deferred', code: plan.status, detail: plan.failure.detail, ...label(null) });
+    hops = plan.hops;
+  } else {
+    try {
+      const found = route.kind === 'connector' ? await connectorHops(route.connector, rcptDomain, deps.resolver) : await deps.resolver.domain(rcptDomain);
+      hops = found.map((h) => ({ ...h, security: { kind: 'none' } }));
+    } catch (e) {
+      if (!(e instanceof ResolveError)) throw e;
+      return all({ status: e.permanent ? 'failed' : 'deferred', code: e.status, detail: e.message });
     }
-  } catch (e) {
-    if (!(e instanceof ResolveError)) throw e;
-    return all({ status: e.permanent ? 'failed' : 'deferred', code: e.status, detail: e.message });
   }
 
   let last: HopFailure = hopFailure('dns', 'no next hop');
   // REQUIRETLS: each hop must prove its name with a verified certificate and offer REQUIRETLS.
   const requireTls = !!job.envelope.requireTls;
   let tlsUnmetOnly = requireTls;
+  let lastHop: SecuredHop | null = null;
   for (const hop of hops) {
-    const result = await attempt(job, deps, hop, requireTls ? { ...req, host: hop.name } : req);
-    if (result instanceof Map) return result;
+    const result = await attempt(job, deps, hop, hopRequirement(req, hop, requireTls));
+    if (result instanceof Map) {
+      for (const [r, o] of result) result.set(r, { ...o, ...label(hop) });
+      return result;
+    }
     last = result;
+    lastHop = hop;
     if (!REQUIRETLS_UNMET.has(result.kind)) tlsUnmetOnly = false;
   }
   // No hop could meet REQUIRETLS (as opposed to being unreachable): the sender is told now.
-  if (tlsUnmetOnly && hops.length) return all(outcomes.requireTlsUnmet(last));
-  return all(outcomes.hopsFailed(last));
+  if (tlsUnmetOnly && hops.length) return all({ ...outcomes.requireTlsUnmet(last), ...label(lastHop) });
+  return all({ ...outcomes.hopsFailed(last), ...label(lastHop) });
 }
 
 /** Failures that mean a hop cannot meet REQUIRETLS (rather than being unreachable). */
-const REQUIRETLS_UNMET = new Set<HopFailure['kind']>(['requiretls', 'certificate', 'tls-unavailable']);
+const REQUIRETLS_UNMET = new Set<HopFailure['kind']>(['requiretls', 'certificate', 'tls-unavailable', 'starttls-required', 'tlsa-invalid']);
+
+/**
+ * What one hop's TLS must prove: DANE's TLSA match where DANE applies (it replaces PKIX and
+ * satisfies REQUIRETLS), encryption at least where TLSA exists but none is usable, else the
+ * connector's tlsSettings — with, for REQUIRETLS, a certificate verified for the hop's name.
+ */
+function hopRequirement(req: TlsRequirement, hop: SecuredHop, requireTls: boolean): TlsRequirement {
+  const s = hop.security;
+  if (s.kind === 'dane') return { ...req, dane: { tlsa: s.tlsa, names: s.names } };
+  const base = s.kind === 'encrypt' && req.settings === null ? { ...req, settings: 'encryptionOnly' as const } : req;
+  return requireTls ? { ...base, host: hop.name } : base;
+}
 
 type SendInfo = { accepted: string[]; rejected: string[]; rejectedErrors?: NodemailerError[]; response?: string };
 type SendOutcome = { kind: 'result'; result: Map<string, RecipientOutcome>; reusable: boolean } | { kind: 'failure'; failure: HopFailure };
@@ -198,7 +228,7 @@ function passDsnParameters(conn: Conn, env: DeliveryEnvelope): boolean {
 }
 
 /** Opens a connection with the TLS the connector demands; a HopFailure when it cannot be had. */
-function open(deps: DeliveryDeps, hop: NextHop, tlsOpts: ReturnType<typeof connectionTlsOptions>, remote: string): Promise<Conn | HopFailure> {
+function open(deps: DeliveryDeps, hop: NextHop, req: TlsRequirement, tlsOpts: ReturnType<typeof connectionTlsOptions>, remote: string): Promise<Conn | HopFailure> {
   const t = deps.timeouts ?? { connection: 30_000, greeting: 30_000, socket: 300_000 };
   return new Promise((resolve) => {
     let settled = false;
@@ -228,6 +258,11 @@ function open(deps: DeliveryDeps, hop: NextHop, tlsOpts: ReturnType<typeof conne
         // Belt and braces: never send a message in plaintext when the connector requires TLS.
         return fail(hopFailure('tls-unavailable', `TLS required but not established with ${remote}`));
       }
+      if (req.dane) {
+        // DANE: the chain the server sent must match a TLSA record before anything is sent.
+        const m = matchTlsa(req.dane.tlsa, peerCertificates(conn), req.dane.names);
+        if (!m.ok) return fail(hopFailure('tlsa-invalid', `tlsa-invalid: ${remote}: ${m.reason}`));
+      }
       settled = true;
       conn.removeAllListeners('error');
       conn.removeAllListeners('end');
@@ -236,11 +271,17 @@ function open(deps: DeliveryDeps, hop: NextHop, tlsOpts: ReturnType<typeof conne
   });
 }
 
+/** Under DANE, TLS that cannot be had is Exchange's 4.7.321 starttls-not-supported. */
+function daneFailure(req: TlsRequirement, f: HopFailure): HopFailure {
+  return req.dane && f.kind === 'tls-unavailable' ? hopFailure('starttls-required', `starttls-not-supported: ${f.detail}`) : f;
+}
+
 async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: TlsRequirement): Promise<Map<string, RecipientOutcome> | HopFailure> {
   const remote = `${hop.name}[${hop.address}]:${hop.port}`;
   const sni = hop.name !== hop.address ? hop.name : undefined;
   const tlsOpts = connectionTlsOptions(req, deps.identity, sni);
-  const key = `${hop.address}|${hop.port}|${sni ?? ''}|${req.settings}|${req.domain?.text ?? ''}|${req.host ?? ''}|${caSetKey(req.extraCa)}`;
+  const dane = req.dane ? req.dane.tlsa.map((t) => `${t.usage}${t.selector}${t.matchingType}${t.data.toString('hex')}`).join(',') : '';
+  const key = `${hop.address}|${hop.port}|${sni ?? ''}|${req.settings}|${req.domain?.text ?? ''}|${req.host ?? ''}|${dane}|${caSetKey(req.extraCa)}`;
   const pool = deps.pool;
   // A cached connection first; if it went stale, a fresh one.
   const cached = pool?.take(key);
@@ -255,13 +296,13 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
     cached.conn.close();
     if (r.failure.kind === 'requiretls') return r.failure; // what the hop offers, not a stale connection
   }
-  const conn = await open(deps, hop, tlsOpts, remote);
-  if (!(conn instanceof SMTPConnection)) return conn;
+  const conn = await open(deps, hop, req, tlsOpts, remote);
+  if (!(conn instanceof SMTPConnection)) return daneFailure(req, conn);
   const r = await transaction(conn, job, remote, tlsOpts.requireTLS);
   if (r.kind === 'failure') {
     dispose(conn);
     conn.close();
-    return r.failure;
+    return daneFailure(req, r.failure);
   }
   if (r.reusable && pool) pool.give(key, conn, 1);
   else dispose(conn);

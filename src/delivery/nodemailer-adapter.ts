@@ -5,7 +5,9 @@
 //     the same NOTIFY/ORCPT, so the parameters are supplied per recipient through them;
 //   - the error fields `code`, `originalCode`, `command`, `responseCode` and the `upgrading`
 //     flag, from which a failed connection's facts are read (never from the message text),
-//     and the code EREQUIRETLS (a next hop without REQUIRETLS).
+//     and the code EREQUIRETLS (a next hop without REQUIRETLS);
+//   - `_socket`, the TLS socket, for the certificate chain DANE matches.
+import { X509Certificate } from 'node:crypto';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { ConnectionFacts } from './status.js';
 import { NAME_CHECK_CODE } from './tls-policy.js';
@@ -16,6 +18,7 @@ export { SMTPConnection };
 export type NodemailerError = Error & { code?: string; originalCode?: string; responseCode?: number; response?: string; command?: string };
 
 interface Internals {
+  _socket?: { getPeerCertificate?: (detailed: boolean) => DetailedCertificate };
   _supportedExtensions?: string[];
   _recipientQueue?: string[];
   _getDsnRcptToArgs?: () => string;
@@ -23,6 +26,20 @@ interface Internals {
 }
 
 const internals = (conn: Conn): Internals => conn as unknown as Internals;
+
+type DetailedCertificate = { raw?: Buffer; issuerCertificate?: DetailedCertificate };
+
+/** The certificate chain the next hop sent (server certificate first), once TLS is up. */
+export function peerCertificates(conn: Conn): X509Certificate[] {
+  const first = internals(conn)._socket?.getPeerCertificate?.(true);
+  const out: X509Certificate[] = [];
+  const seen = new Set<DetailedCertificate>();
+  for (let c = first; c && c.raw && !seen.has(c); c = c.issuerCertificate) {
+    seen.add(c);
+    out.push(new X509Certificate(c.raw));
+  }
+  return out;
+}
 
 /** Whether the next hop's EHLO (after STARTTLS, when there was one) offered an extension. */
 export function offersExtension(conn: Conn, keyword: string): boolean {

@@ -16,6 +16,12 @@ export interface RecipientOutcome {
   dsnPassed?: boolean;
   /** Exchange organization headers the header firewall removed on the way out. */
   strippedExchangeHeaders?: number;
+  /**
+   * What secured (or was to secure) an MX delivery (SPEC §8): DANE's TLSA match, TLS required by
+   * unusable TLSA, no DANE for the host though DANE is in effect, or — DANE not in effect —
+   * the connector's tlsSettings / opportunistic TLS. Absent for smart-host routes.
+   */
+  security?: 'dane' | 'dane-encrypt' | 'dane-none' | 'tlsSettings';
 }
 
 /** Why a next hop (or every next hop) could not be used. */
@@ -26,7 +32,10 @@ export type HopFailureKind =
   | 'tls-unavailable' // 4.4.317 TLS required but not offered, refused or not negotiated
   | 'closed' // 4.4.318 connection closed
   | 'certificate' // 4.7.320 certificate validation failed
-  | 'requiretls'; // 5.7.30 the next hop does not offer REQUIRETLS (RFC 8689)
+  | 'requiretls' // 5.7.30 the next hop does not offer REQUIRETLS (RFC 8689)
+  | 'starttls-required' // 4.7.321 starttls-not-supported: DANE (or MTA-STS) demands TLS
+  | 'tlsa-invalid' // 4.7.323 no TLSA record matches the server's certificate
+  | 'dnssec-invalid'; // 4.7.324 a bogus DNSSEC answer, or mandatory DANE without secure TLSA
 
 export const HOP_FAILURE_CODES: Record<HopFailureKind, string> = {
   dns: '4.4.312',
@@ -36,6 +45,9 @@ export const HOP_FAILURE_CODES: Record<HopFailureKind, string> = {
   closed: '4.4.318',
   certificate: '4.7.320',
   requiretls: '5.7.30',
+  'starttls-required': '4.7.321',
+  'tlsa-invalid': '4.7.323',
+  'dnssec-invalid': '4.7.324',
 };
 
 export interface HopFailure {

@@ -4,6 +4,7 @@ import tls, { type ConnectionOptions, type PeerCertificate, type SecureContext }
 import { caSetKey, contextTrustingRoots } from '../tls/context.js';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
+import type { TlsaRecord } from './dnssec-resolver.js';
 
 /** The error code of a failed name check (checkName), for the failure's classification. */
 export const NAME_CHECK_CODE = 'GW_CERT_NAME';
@@ -19,6 +20,11 @@ export interface TlsRequirement {
    * hop's name or IP address, whatever tlsSettings say (domainValidation keeps its own name).
    */
   host?: string;
+  /**
+   * DANE (RFC 7672): TLS is required and the chain must match one of these TLSA records; PKIX
+   * and tlsSettings' checks do not apply. The match is made once the connection is up (client.ts).
+   */
+  dane?: { tlsa: TlsaRecord[]; names: string[] };
 }
 
 export interface ClientIdentity {
@@ -66,6 +72,7 @@ export function connectionTlsOptions(req: TlsRequirement, identity: ClientIdenti
   tls: ConnectionOptions;
 } {
   const base: ConnectionOptions = { secureContext: secureContextFor(identity, req.extraCa), minVersion: 'TLSv1.2', servername };
+  if (req.dane) return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: false } };
   if (req.host !== undefined && req.settings !== 'domainValidation') {
     const host = req.host;
     return { requireTLS: true, opportunisticTLS: false, tls: { ...base, rejectUnauthorized: true, checkServerIdentity: (_h, cert) => checkHost(host, cert) } };

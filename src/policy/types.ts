@@ -3,6 +3,7 @@ import type { DomainPattern, IpRange } from './match.js';
 
 export type ConnectorType = 'partner' | 'onPremises';
 export type TlsSettings = null | 'encryptionOnly' | 'certificateValidation' | 'domainValidation';
+export type DaneMode = 'opportunistic' | 'mandatory' | 'none';
 
 export interface InboundConnector {
   name: string;
@@ -43,6 +44,8 @@ export interface OutboundConnector {
   cloudServicesMailEnabled: boolean;
   /** Takes no part in domain routing; only mail flow rules send mail to it (SPEC §9). */
   isTransportRuleScoped: boolean;
+  /** With useMXRecord: overrides gateway.outbound.smtpDaneMode; null = the gateway's. */
+  smtpDaneMode: DaneMode | null;
   comment: string;
 }
 
@@ -114,7 +117,12 @@ export interface GatewaySettings {
     idleTimeout: number; // ms without a complete command before the session is closed
     maxMessagesPerMinutePerIp: number;
   };
-  dns: { servers: string[] };
+  dns: { servers: string[]; dnssecTrusted: boolean };
+  outbound: {
+    smtpDaneMode: DaneMode;
+    /** smtpDaneMode was written in the policy (not the default): `check` then warns when DANE cannot be in effect. */
+    smtpDaneModeExplicit: boolean;
+  };
   admin: { address: string; port: number } | null;
   log: { level: string };
 }

@@ -16,7 +16,7 @@ export type DeliverFn = (job: DeliveryJob) => Promise<Map<string, RecipientOutco
 
 export interface ManagerOptions {
   /** Called for each recipient outcome (metrics). */
-  onResult?: (connector: string, result: 'delivered' | 'deferred' | 'failed' | 'expired') => void;
+  onResult?: (connector: string, result: 'delivered' | 'deferred' | 'failed' | 'expired', security?: string) => void;
   maxConcurrent?: number; // messages in delivery at once
   perDestination?: number; // deliveries at once to one route
   tickMs?: number;
@@ -216,11 +216,11 @@ export class QueueManager {
   private record(qid: string, e: RecipientEvent): void {
     switch (e.event) {
       case 'delivered':
-        this.onResult(e.connector ?? 'none', 'delivered');
+        this.onResult(e.connector ?? 'none', 'delivered', e.security);
         this.log.info({ qid, ...e }, 'delivered');
         return;
       case 'deferred':
-        this.onResult(e.connector ?? 'none', 'deferred');
+        this.onResult(e.connector ?? 'none', 'deferred', e.security);
         this.log.info({ qid, ...e }, 'deferred');
         return;
       case 'bounced':
@@ -228,7 +228,7 @@ export class QueueManager {
           this.onResult(e.connector ?? 'none', 'expired');
           this.log.warn({ qid, event: 'bounced', recipient: e.recipient, code: e.code, result: 'expired', last: e.last }, 'expired');
         } else {
-          this.onResult(e.connector ?? 'none', 'failed');
+          this.onResult(e.connector ?? 'none', 'failed', e.security);
           this.log.warn({ qid, event: 'bounced', recipient: e.recipient, connector: e.connector, code: e.code, result: e.result }, 'permanent failure');
         }
         return;

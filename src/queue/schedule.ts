@@ -84,10 +84,10 @@ export interface AttemptResult {
 
 /** One event per recipient, for the log and the delivery metrics. */
 export type RecipientEvent =
-  | { event: 'delivered'; recipient: string; connector: string | null; remote?: string; result: string; strippedExchangeHeaders?: number }
-  | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: string; expired: false }
+  | { event: 'delivered'; recipient: string; connector: string | null; remote?: string; result: string; strippedExchangeHeaders?: number; security?: string }
+  | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: string; expired: false; security?: string }
   | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: 'expired'; expired: true; last: string }
-  | { event: 'deferred'; recipient: string; connector: string | null; code: string; result: string; attempts: number };
+  | { event: 'deferred'; recipient: string; connector: string | null; code: string; result: string; attempts: number; security?: string };
 
 export interface DsnToSend {
   kind: DsnKind;
@@ -105,6 +105,8 @@ export interface AttemptDecision {
   /** done: every recipient is delivered or failed, the message leaves the queue. */
   next: { done: true } | { done: false; at: number };
 }
+
+const sec = (o: RecipientOutcome): { security?: string } => (o.security ? { security: o.security } : {});
 
 function dsnRecipient(r: QueuedRecipient, status: string, diagnostic: string, remote?: string): DsnRecipient {
   return { address: r.address, status, diagnostic, remote, orcpt: r.orcpt, notify: r.notify };
@@ -135,16 +137,16 @@ export function afterAttempt(before: Envelope, results: readonly AttemptResult[]
     r.lastResult = `${o.code} ${o.detail}`;
     if (o.status === 'delivered') {
       r.status = 'delivered';
-      events.push({ event: 'delivered', recipient: r.address, connector, remote: o.remote, result: o.detail, ...(o.strippedExchangeHeaders ? { strippedExchangeHeaders: o.strippedExchangeHeaders } : {}) });
+      events.push({ event: 'delivered', recipient: r.address, connector, remote: o.remote, result: o.detail, ...(o.strippedExchangeHeaders ? { strippedExchangeHeaders: o.strippedExchangeHeaders } : {}), ...sec(o) });
       // NOTIFY=SUCCESS: a next hop that offers DSN got the request and reports delivery; one
       // that does not gets the message from us, so we say it was relayed (RFC 3461 §5.2.2).
       if (r.notify?.includes('SUCCESS') && !o.dsnPassed) relayed.push(dsnRecipient(r, '2.0.0', o.detail, o.remote));
     } else if (o.status === 'failed') {
       r.status = 'failed';
       bounces.push(dsnRecipient(r, o.code, o.detail, o.remote));
-      events.push({ event: 'bounced', recipient: r.address, connector, code: o.code, result: o.detail, expired: false });
+      events.push({ event: 'bounced', recipient: r.address, connector, code: o.code, result: o.detail, expired: false, ...sec(o) });
     } else {
-      events.push({ event: 'deferred', recipient: r.address, connector, code: o.code, result: o.detail, attempts: r.attempts });
+      events.push({ event: 'deferred', recipient: r.address, connector, code: o.code, result: o.detail, attempts: r.attempts, ...sec(o) });
     }
   }
 

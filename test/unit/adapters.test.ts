@@ -5,7 +5,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMTPServer } from 'smtp-server';
 import { closeOpenSessions, defaultSecureContext, installReplyPatch, keepDefaultContextOnSni, openSessionCount, smtpError } from '../../src/smtp/smtp-server-adapter.js';
-import { connectionFacts, offersExtension, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from '../../src/delivery/nodemailer-adapter.js';
+import { connectionFacts, offersExtension, peerCertificates, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from '../../src/delivery/nodemailer-adapter.js';
 import { checkName } from '../../src/delivery/tls-policy.js';
 import { classifyConnectionFailure } from '../../src/delivery/status.js';
 import { replies } from '../../src/policy/replies.js';
@@ -111,6 +111,13 @@ describe('nodemailer adapter', () => {
     expect(offersExtension(b.conn, 'DSN')).toBe(false);
     a.conn.quit();
     b.conn.quit();
+  });
+
+  it('peerCertificates returns the chain the server sent, server certificate first (for DANE)', async () => {
+    const { conn } = await connect(dsnSink.port, { requireTLS: true, tls: { rejectUnauthorized: false } }, true);
+    const chain = peerCertificates(conn);
+    expect(chain.map((c) => c.subject)).toEqual(['CN=sink.adapter.test', 'CN=Adapter Test CA']);
+    conn.quit();
   });
 
   it('setRcptParameters gives each RCPT its own parameters', async () => {

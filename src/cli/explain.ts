@@ -5,7 +5,7 @@ import { evaluateRules } from '../policy/rules.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersFrom } from '../policy/headers.js';
 import type { Policy, TransportRule } from '../policy/types.js';
 import { parseSize } from '../config/units.js';
-import { outboundSecurity, type OutboundSecurity } from '../policy/outbound-security.js';
+import { mtaStsModeFor, outboundSecurity, type OutboundSecurity } from '../policy/outbound-security.js';
 import type { Route } from '../policy/outbound.js';
 import { formatReply } from '../policy/replies.js';
 import { configPath, loadOrExit, usageError } from './common.js';
@@ -60,6 +60,7 @@ export function explain(args: string[]): void {
         out.push(`  outbound: no connector; MX lookup of ${rd.domain}, opportunistic TLS`);
       }
       out.push(`  security: ${describeSecurity(outboundSecurity(policy, route), route)}`);
+      if (mtaStsModeFor(policy, route) !== 'none') out.push('  MTA-STS: where DANE does not protect the domain, its MTA-STS policy (looked up at delivery, cached) decides: enforce = listed MX hosts only, TLS with a certificate valid for the MX name');
       if (rd.verifyWith) out.push(`  recipient verification: callout to the next hops of ${rd.verifyWith.name}; 550 5.4.1 if they refuse the address (explain does not call out)`);
       out.push('  reply: 250 Accepted');
       accepted.push(to);

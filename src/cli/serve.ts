@@ -18,6 +18,7 @@ import { RecipientVerifier } from '../delivery/verify.js';
 import { GatewayServer } from '../smtp/listener.js';
 import { cachedPemReader, readIdentity } from '../tls/files.js';
 import { SecureResolver } from '../delivery/dnssec-resolver.js';
+import { StsPolicies, stsCacheDir } from '../delivery/mta-sts.js';
 import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Logger } from '../observe/log.js';
@@ -29,8 +30,15 @@ export async function serve(args: string[]): Promise<void> {
   let policy = loadOrExit(file);
   const log = createLogger(policy.gateway.log.level);
   const spool = new Spool(policy.gateway.queue.directory);
+  // MTA-STS policies are cached on disk beside the queue, across reloads and restarts.
+  const sts = new StsPolicies(
+    stsCacheDir(spool.dir),
+    { txt: (name) => delivery.resolver.txt(name), lookup: (host, options, cb) => delivery.resolver.lookup(host, options, cb) },
+    (e) => (e.result === 'fetched' ? log.info(e, `MTA-STS policy of ${e.domain}: ${e.mode}`) : log.warn(e, `MTA-STS ${e.result} for ${e.domain}`)),
+  );
+  const report: NonNullable<DeliveryDeps['report']> = (e) => log.warn(e, `TLS policy failure (${e.policy} ${e.mode}) at ${e.remote}: ${e.result}`);
   // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
-  let delivery = deliveryDeps(policy);
+  let delivery = deliveryDeps(policy, sts, report);
   // Metrics exist to be scraped: without an admin listener prom-client is not even loaded.
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
@@ -87,7 +95,7 @@ export async function serve(args: string[]): Promise<void> {
       return;
     }
     try {
-      const next = deliveryDeps(r.policy);
+      const next = deliveryDeps(r.policy, sts, report);
       server.reload(r.policy);
       delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
@@ -160,11 +168,11 @@ function safeRead(file: string): string | null {
 }
 
 /** Delivery's view of a policy: identity, resolver and CA files read once per policy. */
-function deliveryDeps(policy: Policy): DeliveryDeps & { pool: ConnectionPool } {
+function deliveryDeps(policy: Policy, sts: StsPolicies, report: DeliveryDeps['report']): DeliveryDeps & { pool: ConnectionPool; resolver: HopResolver } {
   // The DNSSEC-aware resolver only where its AD bit can be trusted (SPEC §8).
   const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((s): s is DnsServer => s !== null);
   const secureResolver = dnssecTrust(policy).trusted && servers.length ? new SecureResolver(servers) : undefined;
-  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader(), secureResolver };
+  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader(), secureResolver, sts, report };
 }
 
 /** One log line saying what secures MX delivery under this policy. */

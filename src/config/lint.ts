@@ -124,6 +124,7 @@ function lintOutboundSecurity(p: Policy, d: Diagnostics): void {
   });
   p.outboundConnectors.forEach((c, i) => {
     if (c.smtpDaneMode !== null && !c.useMXRecord) d.error(['outboundConnectors', i, 'smtpDaneMode'], 'smtpDaneMode applies to MX routes only; smart hosts keep their tlsSettings', 'set useMXRecord: true, or remove smtpDaneMode');
+    if (c.mtaStsMode !== null && !c.useMXRecord) d.error(['outboundConnectors', i, 'mtaStsMode'], 'mtaStsMode applies to MX routes only; smart hosts keep their tlsSettings', 'set useMXRecord: true, or remove mtaStsMode');
   });
   const asked = (p.gateway.outbound.smtpDaneModeExplicit && p.gateway.outbound.smtpDaneMode !== 'none') || p.outboundConnectors.some((c) => c.smtpDaneMode && c.smtpDaneMode !== 'none');
   const trust = dnssecTrust(p);

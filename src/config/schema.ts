@@ -51,7 +51,9 @@ const gateway = z.strictObject({
     })
     .prefault({}),
   // Outbound security for MX delivery (SPEC §8): the defaults; an outbound connector may override.
-  outbound: z.strictObject({ smtpDaneMode: z.enum(['opportunistic', 'mandatory', 'none']).optional() }).prefault({}),
+  outbound: z
+    .strictObject({ smtpDaneMode: z.enum(['opportunistic', 'mandatory', 'none']).optional(), mtaStsMode: z.enum(['opportunistic', 'none']).default('opportunistic') })
+    .prefault({}),
   admin: z.strictObject({ address: str.default('127.0.0.1'), port }).nullable().default(null),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
@@ -96,6 +98,7 @@ const outboundConnector = z.strictObject({
   cloudServicesMailEnabled: z.boolean().default(false),
   isTransportRuleScoped: z.boolean().default(false),
   smtpDaneMode: z.enum(['opportunistic', 'mandatory', 'none']).nullable().default(null),
+  mtaStsMode: z.enum(['opportunistic', 'none']).nullable().default(null),
   comment: z.string().default(''),
 });
 

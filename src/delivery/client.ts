@@ -8,10 +8,12 @@ import type { OutboundConnector, Policy } from '../policy/types.js';
 import { caSetKey } from '../tls/context.js';
 import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
-import { connectionFacts, isRequireTlsRefusal, offersExtension, peerCertificates, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
+import { connectionFacts, isRequireTlsRefusal, offersExtension, peerCertificates, peerVerification, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
 import { lookupMx, matchTlsa, planMx, type SecuredHop } from './dane.js';
 import type { SecureResolver } from './dnssec-resolver.js';
-import { outboundSecurity } from '../policy/outbound-security.js';
+import { mtaStsModeFor, outboundSecurity } from '../policy/outbound-security.js';
+import { mxAllowed, type StsPolicies, type StsPolicy } from './mta-sts.js';
+import { resultTypeOf, type ResultType, type SessionResult } from './tls-report.js';
 import { ConnectionPool, dispose } from './pool.js';
 import { HeaderFilter } from './header-filter.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';
@@ -29,6 +31,8 @@ export interface DeliveryEnvelope {
   dsn?: { ret: 'FULL' | 'HDRS' | null; envid: string | null };
   /** RFC 8689 REQUIRETLS: only to a next hop that offers it, over TLS verified for its name. */
   requireTls?: boolean;
+  /** RFC 8689 §5 `TLS-Required: No`: the sender asks that DANE and MTA-STS not stop delivery. */
+  tlsRequiredNo?: boolean;
 }
 
 export interface DeliveryJob {
@@ -48,6 +52,12 @@ export interface DeliveryDeps {
   pool?: ConnectionPool;
   /** The DNSSEC-aware resolver of gateway.dns.servers, for DANE; none = DANE not in effect. */
   secureResolver?: SecureResolver;
+  /** MTA-STS policies (cached on disk); none = MTA-STS not applied. */
+  sts?: StsPolicies;
+  /** RFC 8460: each TLS negotiation under DANE or MTA-STS, for TLS reports. */
+  tlsResult?: (r: SessionResult) => void;
+  /** Policy failures that did not stop the delivery (MTA-STS testing), for logs and reports. */
+  report?: (e: { event: 'tls-policy-failure'; policy: 'mta-sts'; mode: 'testing'; mx: string; remote: string; result: string }) => void;
   timeouts?: { connection: number; greeting: number; socket: number };
 }
 
@@ -91,27 +101,9 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   const all = (o: RecipientOutcome): Map<string, RecipientOutcome> => new Map(job.recipients.map((r) => [r, o]));
 
   const req: TlsRequirement = route.kind === 'connector' ? connectorTlsRequirement(route.connector, rcptDomain, deps.readCa) : { settings: null, extraCa: [], domain: null };
-  let hops: SecuredHop[];
-  const security = outboundSecurity(deps.policy, route);
-  const mxRoute = route.kind === 'mx' || route.connector.useMXRecord;
-  const dane = security.policy === 'dane' && !!deps.secureResolver;
-  // For the metrics and logs: what secured this MX delivery (nothing said for smart hosts).
-  const label = (hop: SecuredHop | null): Pick<RecipientOutcome, 'security'> =>
-    !mxRoute ? {} : !dane ? { security: 'tlsSettings' } : { security: hop?.security.kind === 'encrypt' ? 'dane-encrypt' : hop?.security.kind === 'none' ? 'dane-none' : 'dane' };
-  if (dane && deps.secureResolver && security.policy === 'dane') {
-    // DANE (SPEC §8): MX, addresses and TLSA from the validating resolver decide each hop's TLS.
-    const plan = planMx(await lookupMx(rcptDomain, deps.secureResolver), security.mode);
-    if (!plan.ok) return all({ status: plan.permanent ? 'failed' : 'deferred', code: plan.status, detail: plan.failure.detail, ...label(null) });
-    hops = plan.hops;
-  } else {
-    try {
-      const found = route.kind === 'connector' ? await connectorHops(route.connector, rcptDomain, deps.resolver) : await deps.resolver.domain(rcptDomain);
-      hops = found.map((h) => ({ ...h, security: { kind: 'none' } }));
-    } catch (e) {
-      if (!(e instanceof ResolveError)) throw e;
-      return all({ status: e.permanent ? 'failed' : 'deferred', code: e.status, detail: e.message });
-    }
-  }
+  const secured = await secureHops(job, deps, rcptDomain);
+  if (!('hops' in secured)) return all(secured);
+  const { hops, label } = secured;
 
   let last: HopFailure = hopFailure('dns', 'no next hop');
   // REQUIRETLS: each hop must prove its name with a verified certificate and offer REQUIRETLS.
@@ -119,7 +111,10 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   let tlsUnmetOnly = requireTls;
   let lastHop: SecuredHop | null = null;
   for (const hop of hops) {
-    const result = await attempt(job, deps, hop, hopRequirement(req, hop, requireTls));
+    let testingFailure: ResultType | null = null;
+    const hopReq = { ...hopRequirement(req, hop, requireTls), onStsTestingFailure: (r: ResultType) => (testingFailure = r) };
+    const result = await attempt(job, deps, hop, hopReq);
+    recordTlsResult(deps, rcptDomain, hop, result instanceof Map ? (testingFailure ?? 'success') : resultTypeOf(result.kind));
     if (result instanceof Map) {
       for (const [r, o] of result) result.set(r, { ...o, ...label(hop) });
       return result;
@@ -133,8 +128,72 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   return all({ ...outcomes.hopsFailed(last), ...label(lastHop) });
 }
 
+/**
+ * The next hops and what each one's TLS must prove (SPEC §8). MX routes: DANE where the domain's
+ * DNSSEC-signed TLSA records say so; otherwise MTA-STS where the domain publishes a policy;
+ * otherwise the connector's tlsSettings (or opportunistic TLS). A message with
+ * `TLS-Required: No` (RFC 8689 §5) is sent without DANE or MTA-STS, as its sender asked.
+ * Returns the outcome for every recipient instead when the domain cannot be used now.
+ */
+async function secureHops(job: DeliveryJob, deps: DeliveryDeps, rcptDomain: string): Promise<{ hops: SecuredHop[]; label: (hop: SecuredHop | null) => Pick<RecipientOutcome, 'security'> } | RecipientOutcome> {
+  const { route } = job;
+  const mxRoute = route.kind === 'mx' || route.connector.useMXRecord;
+  const policies = !job.envelope.tlsRequiredNo;
+  const security = outboundSecurity(deps.policy, route);
+  const dane = policies && security.policy === 'dane' && deps.secureResolver ? { mode: security.mode, resolver: deps.secureResolver } : null;
+  let hops: SecuredHop[];
+  if (dane) {
+    const plan = planMx(await lookupMx(rcptDomain, dane.resolver), dane.mode);
+    if (!plan.ok) return { status: plan.permanent ? 'failed' : 'deferred', code: plan.status, detail: plan.failure.detail, security: 'dane' };
+    hops = plan.hops;
+  } else {
+    try {
+      const found = route.kind === 'connector' ? await connectorHops(route.connector, rcptDomain, deps.resolver) : await deps.resolver.domain(rcptDomain);
+      hops = found.map((h) => ({ ...h, security: { kind: 'none' } }));
+    } catch (e) {
+      if (!(e instanceof ResolveError)) throw e;
+      return { status: e.permanent ? 'failed' : 'deferred', code: e.status, detail: e.message };
+    }
+  }
+  // MTA-STS where DANE does not protect the domain.
+  let sts: 'enforce' | 'testing' | null = null;
+  if (mxRoute && policies && deps.sts && mtaStsModeFor(deps.policy, route) !== 'none' && hops.every((h) => h.security.kind === 'none')) {
+    const found = await deps.sts.forDomain(rcptDomain);
+    if (found.policy && found.policy.mode !== 'none') {
+      const policy = found.policy;
+      sts = policy.mode === 'enforce' ? 'enforce' : 'testing';
+      if (sts === 'enforce') {
+        const listed = hops.filter((h) => mxAllowed(policy, h.name));
+        if (!listed.length) {
+          const f = hopFailure('certificate-host-mismatch', `certificate-host-mismatch: the MTA-STS policy of ${rcptDomain} (id ${found.id}) lists none of its MX hosts (${[...new Set(hops.map((h) => h.name))].join(', ')}); allowed: ${policy.mx.join(', ')}`);
+          return { status: 'deferred', code: f.code, detail: f.detail, security: 'mta-sts-enforce' };
+        }
+        hops = listed.map((h) => ({ ...h, security: { kind: 'sts', mode: 'enforce', policy: policyLines(policy) } }));
+      } else hops = hops.map((h) => ({ ...h, security: { kind: 'sts', mode: 'testing', policy: policyLines(policy) } }));
+    }
+  }
+  const label = (hop: SecuredHop | null): Pick<RecipientOutcome, 'security'> => {
+    if (!mxRoute) return {};
+    if (sts) return { security: sts === 'enforce' ? 'mta-sts-enforce' : 'mta-sts-testing' };
+    if (!dane) return { security: 'tlsSettings' };
+    return { security: hop?.security.kind === 'encrypt' ? 'dane-encrypt' : hop?.security.kind === 'none' ? 'dane-none' : 'dane' };
+  };
+  return { hops, label };
+}
+
+/** The MTA-STS policy as RFC 8460's policy-string writes it. */
+const policyLines = (p: StsPolicy): string[] => ['version: STSv1', `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
+
+/** RFC 8460: one TLS negotiation under DANE or MTA-STS, for the daily report. */
+function recordTlsResult(deps: DeliveryDeps, domain: string, hop: SecuredHop, result: SessionResult['result'] | null): void {
+  const s = hop.security;
+  if (!deps.tlsResult || result === null || s.kind === 'none') return;
+  const policy = s.kind === 'sts' ? { policyType: 'sts' as const, policyString: s.policy } : { policyType: 'tlsa' as const, policyString: s.kind === 'dane' ? s.tlsa.map((t) => `${t.usage} ${t.selector} ${t.matchingType} ${t.data.toString('hex')}`) : [] };
+  deps.tlsResult({ at: new Date().toISOString(), domain, ...policy, mxHost: hop.name, receivingIp: hop.address, result });
+}
+
 /** Failures that mean a hop cannot meet REQUIRETLS (rather than being unreachable). */
-const REQUIRETLS_UNMET = new Set<HopFailure['kind']>(['requiretls', 'certificate', 'tls-unavailable', 'starttls-required', 'tlsa-invalid']);
+const REQUIRETLS_UNMET = new Set<HopFailure['kind']>(['requiretls', 'certificate', 'tls-unavailable', 'starttls-required', 'tlsa-invalid', 'certificate-expired', 'certificate-host-mismatch']);
 
 /**
  * What one hop's TLS must prove: DANE's TLSA match where DANE applies (it replaces PKIX and
@@ -144,6 +203,9 @@ const REQUIRETLS_UNMET = new Set<HopFailure['kind']>(['requiretls', 'certificate
 function hopRequirement(req: TlsRequirement, hop: SecuredHop, requireTls: boolean): TlsRequirement {
   const s = hop.security;
   if (s.kind === 'dane') return { ...req, dane: { tlsa: s.tlsa, names: s.names } };
+  // MTA-STS enforce: TLS with a certificate valid for the MX name (RFC 8461 §4.2).
+  if (s.kind === 'sts' && s.mode === 'enforce') return { ...req, host: hop.name, sts: 'enforce' };
+  if (s.kind === 'sts') return requireTls ? { ...req, host: hop.name } : { ...req, sts: 'testing', stsHost: hop.name };
   const base = s.kind === 'encrypt' && req.settings === null ? { ...req, settings: 'encryptionOnly' as const } : req;
   return requireTls ? { ...base, host: hop.name } : base;
 }
@@ -263,6 +325,14 @@ function open(deps: DeliveryDeps, hop: NextHop, req: TlsRequirement, tlsOpts: Re
         const m = matchTlsa(req.dane.tlsa, peerCertificates(conn), req.dane.names);
         if (!m.ok) return fail(hopFailure('tlsa-invalid', `tlsa-invalid: ${remote}: ${m.reason}`));
       }
+      if (req.sts === 'testing' && req.stsHost) {
+        // MTA-STS testing: deliver as usual, and report what enforce would have refused.
+        const problem = stsTestingProblem(conn, req.stsHost);
+        if (problem) {
+          req.onStsTestingFailure?.(problem);
+          deps.report?.({ event: 'tls-policy-failure', policy: 'mta-sts', mode: 'testing', mx: hop.name, remote, result: problem });
+        }
+      }
       settled = true;
       conn.removeAllListeners('error');
       conn.removeAllListeners('end');
@@ -271,9 +341,27 @@ function open(deps: DeliveryDeps, hop: NextHop, req: TlsRequirement, tlsOpts: Re
   });
 }
 
-/** Under DANE, TLS that cannot be had is Exchange's 4.7.321 starttls-not-supported. */
-function daneFailure(req: TlsRequirement, f: HopFailure): HopFailure {
-  return req.dane && f.kind === 'tls-unavailable' ? hopFailure('starttls-required', `starttls-not-supported: ${f.detail}`) : f;
+/** MTA-STS testing: what enforce would have refused on this connection (RFC 8460 result types), or null. */
+function stsTestingProblem(conn: Conn, mx: string): ResultType | null {
+  if (!conn.secure) return 'starttls-not-supported';
+  const v = peerVerification(conn);
+  if (!v.authorized) return v.error === 'CERT_HAS_EXPIRED' ? 'certificate-expired' : v.error === 'ERR_TLS_CERT_ALTNAME_INVALID' ? 'certificate-host-mismatch' : 'validation-failure';
+  const leaf = peerCertificates(conn)[0];
+  return leaf && leaf.checkHost(mx) !== undefined ? null : 'certificate-host-mismatch';
+}
+
+/**
+ * Under DANE or MTA-STS enforce, TLS that cannot be had is Exchange's 4.7.321
+ * starttls-not-supported; under MTA-STS, an expired certificate is 4.7.322 and one for another
+ * name 4.7.325.
+ */
+function policyFailure(req: TlsRequirement, f: HopFailure): HopFailure {
+  if ((req.dane || req.sts === 'enforce') && f.kind === 'tls-unavailable') return hopFailure('starttls-required', `starttls-not-supported: ${f.detail}`);
+  if (req.sts === 'enforce' && f.kind === 'certificate') {
+    if (f.certificate?.reason === 'CERT_HAS_EXPIRED') return hopFailure('certificate-expired', `certificate-expired: ${f.detail}`, f.certificate);
+    if (f.certificate?.problem === 'name') return hopFailure('certificate-host-mismatch', `certificate-host-mismatch: ${f.detail}`, f.certificate);
+  }
+  return f;
 }
 
 async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: TlsRequirement): Promise<Map<string, RecipientOutcome> | HopFailure> {
@@ -297,12 +385,12 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
     if (r.failure.kind === 'requiretls') return r.failure; // what the hop offers, not a stale connection
   }
   const conn = await open(deps, hop, req, tlsOpts, remote);
-  if (!(conn instanceof SMTPConnection)) return daneFailure(req, conn);
+  if (!(conn instanceof SMTPConnection)) return policyFailure(req, conn);
   const r = await transaction(conn, job, remote, tlsOpts.requireTLS);
   if (r.kind === 'failure') {
     dispose(conn);
     conn.close();
-    return daneFailure(req, r.failure);
+    return policyFailure(req, r.failure);
   }
   if (r.reusable && pool) pool.give(key, conn, 1);
   else dispose(conn);

@@ -18,6 +18,7 @@ import type { DaneMode } from '../policy/types.js';
 export type HopSecurity =
   | { kind: 'dane'; tlsa: TlsaRecord[]; names: string[] } // a usable TLSA record must match
   | { kind: 'encrypt' } // secure TLSA records, none usable: TLS without authentication (RFC 7672 §2.2)
+  | { kind: 'sts'; mode: 'enforce' | 'testing'; policy: string[] } // MTA-STS (mta-sts.ts): PKIX for the MX name; the policy's lines
   | { kind: 'none' }; // no DANE for this host: the connector's (or opportunistic) TLS
 
 export interface SecuredHop extends NextHop {

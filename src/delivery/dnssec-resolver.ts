@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import dnsPacket from 'dns-packet';
 import type { DnsServer } from '../mail/dns-server.js';
 
-export type RecordType = 'MX' | 'A' | 'AAAA' | 'TLSA' | 'TXT';
+export type RecordType = 'MX' | 'A' | 'AAAA' | 'TLSA' | 'TXT' | 'SOA';
 
 export interface TlsaRecord {
   usage: number;
@@ -25,6 +25,7 @@ interface RecordData {
   AAAA: string;
   TLSA: TlsaRecord;
   TXT: string;
+  SOA: { serial: number };
 }
 
 export interface DnsAnswer<T extends RecordType> {
@@ -158,6 +159,9 @@ function toAnswer<T extends RecordType>(reply: Decoded, type: T): DnsAnswer<T> {
         break;
       case 'TLSA':
         records.push({ usage: a.data.usage, selector: a.data.selector, matchingType: a.data.matchingType, data: a.data.certificate } as RecordData[T]);
+        break;
+      case 'SOA':
+        records.push({ serial: a.data.serial } as RecordData[T]);
         break;
       case 'TXT': {
         const parts = Array.isArray(a.data) ? a.data : [a.data];

@@ -18,7 +18,7 @@ export { SMTPConnection };
 export type NodemailerError = Error & { code?: string; originalCode?: string; responseCode?: number; response?: string; command?: string };
 
 interface Internals {
-  _socket?: { getPeerCertificate?: (detailed: boolean) => DetailedCertificate };
+  _socket?: { getPeerCertificate?: (detailed: boolean) => DetailedCertificate; authorized?: boolean; authorizationError?: Error | string | null };
   _supportedExtensions?: string[];
   _recipientQueue?: string[];
   _getDsnRcptToArgs?: () => string;
@@ -39,6 +39,13 @@ export function peerCertificates(conn: Conn): X509Certificate[] {
     out.push(new X509Certificate(c.raw));
   }
   return out;
+}
+
+/** Whether the server certificate chained to a trusted root (only meaningful once TLS is up). */
+export function peerVerification(conn: Conn): { authorized: boolean; error: string | null } {
+  const s = internals(conn)._socket;
+  const e = s?.authorizationError;
+  return { authorized: !!s?.authorized, error: e ? String(typeof e === 'string' ? e : ((e as NodeJS.ErrnoException).code ?? e.message)) : null };
 }
 
 /** Whether the next hop's EHLO (after STARTTLS, when there was one) offered an extension. */

@@ -1,6 +1,7 @@
 // Next-hop resolution (SPEC §4): smart hosts (literal, or name → MX → A/AAAA) and MX routing.
 import { promises as dnsp } from 'node:dns';
 import ipaddr from 'ipaddr.js';
+import type { LookupFunction } from 'node:net';
 import type { SmartHost } from '../policy/types.js';
 import { DNS_STATUS } from './status.js';
 
@@ -54,6 +55,29 @@ export class HopResolver {
       throw new ResolveError(`DNS query failed for MX ${name}: ${code || (e as Error).message}`, false, DNS_STATUS.temporary);
     }
   }
+
+  /** TXT records of a name, each joined ([] for NXDOMAIN or none); a ResolveError when DNS fails. */
+  async txt(name: string): Promise<string[]> {
+    try {
+      return (await this.resolver.resolveTxt(name)).map((parts) => parts.join(''));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENODATA' || code === 'ENOTFOUND') return [];
+      throw new ResolveError(`DNS query failed for TXT ${name}: ${code || (e as Error).message}`, false, DNS_STATUS.temporary);
+    }
+  }
+
+  /** A net.LookupFunction over gateway.dns.servers, for connections by name (the MTA-STS policy host). */
+  readonly lookup: LookupFunction = (hostname, options, callback) => {
+    this.addresses(hostname).then(
+      (list) => {
+        const all = list.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+        if ((options as { all?: boolean }).all) (callback as (err: null, addresses: typeof all) => void)(null, all);
+        else callback(null, all[0]!.address, all[0]!.family);
+      },
+      (e: Error) => callback(Object.assign(new Error(e.message), { code: 'ENOTFOUND' }) as NodeJS.ErrnoException, '', 4),
+    );
+  };
 
   /** A smart host: "[ip]" as is; a name by MX, then A/AAAA. */
   async smartHost(h: SmartHost): Promise<NextHop[]> {

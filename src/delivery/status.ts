@@ -21,7 +21,7 @@ export interface RecipientOutcome {
    * unusable TLSA, no DANE for the host though DANE is in effect, or — DANE not in effect —
    * the connector's tlsSettings / opportunistic TLS. Absent for smart-host routes.
    */
-  security?: 'dane' | 'dane-encrypt' | 'dane-none' | 'tlsSettings';
+  security?: 'dane' | 'dane-encrypt' | 'dane-none' | 'mta-sts-enforce' | 'mta-sts-testing' | 'tlsSettings';
 }
 
 /** Why a next hop (or every next hop) could not be used. */
@@ -35,7 +35,9 @@ export type HopFailureKind =
   | 'requiretls' // 5.7.30 the next hop does not offer REQUIRETLS (RFC 8689)
   | 'starttls-required' // 4.7.321 starttls-not-supported: DANE (or MTA-STS) demands TLS
   | 'tlsa-invalid' // 4.7.323 no TLSA record matches the server's certificate
-  | 'dnssec-invalid'; // 4.7.324 a bogus DNSSEC answer, or mandatory DANE without secure TLSA
+  | 'dnssec-invalid' // 4.7.324 a bogus DNSSEC answer, or mandatory DANE without secure TLSA
+  | 'certificate-expired' // 4.7.322 MTA-STS: the certificate has expired
+  | 'certificate-host-mismatch'; // 4.7.325 MTA-STS: the certificate is not for the MX name, or the policy does not list the MX
 
 export const HOP_FAILURE_CODES: Record<HopFailureKind, string> = {
   dns: '4.4.312',
@@ -48,16 +50,20 @@ export const HOP_FAILURE_CODES: Record<HopFailureKind, string> = {
   'starttls-required': '4.7.321',
   'tlsa-invalid': '4.7.323',
   'dnssec-invalid': '4.7.324',
+  'certificate-expired': '4.7.322',
+  'certificate-host-mismatch': '4.7.325',
 };
 
 export interface HopFailure {
   kind: HopFailureKind;
   code: string;
   detail: string;
+  /** For a refused certificate: what was wrong with it (chain with the X.509 reason, or name). */
+  certificate?: { problem: 'chain' | 'name'; reason: string };
 }
 
-export function hopFailure(kind: HopFailureKind, detail: string): HopFailure {
-  return { kind, code: HOP_FAILURE_CODES[kind], detail };
+export function hopFailure(kind: HopFailureKind, detail: string, certificate?: HopFailure['certificate']): HopFailure {
+  return { kind, code: HOP_FAILURE_CODES[kind], detail, ...(certificate ? { certificate } : {}) };
 }
 
 /** Outcomes the gateway decides itself (not a next hop's reply). */
@@ -138,7 +144,7 @@ export interface ConnectionFacts {
 
 /** The Exchange code of a failed connection (SPEC §4), decided from facts. */
 export function classifyConnectionFailure(f: ConnectionFacts): HopFailure {
-  if (f.certificate) return hopFailure('certificate', `certificate validation failed (${f.certificate.problem}: ${f.certificate.reason}): ${f.description}`);
+  if (f.certificate) return hopFailure('certificate', `certificate validation failed (${f.certificate.problem}: ${f.certificate.reason}): ${f.description}`, f.certificate);
   if (f.stage === 'starttls' && f.replyCode !== null) return hopFailure('tls-unavailable', `TLS required but STARTTLS was refused: ${f.description}`);
   if (f.timedOut) return hopFailure('timeout', `timed out: ${f.description}`);
   if (f.systemCode === 'ECONNREFUSED') return hopFailure('refused', `connection refused: ${f.description}`);

@@ -5,6 +5,7 @@ import { caSetKey, contextTrustingRoots } from '../tls/context.js';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
 import type { TlsaRecord } from './dnssec-resolver.js';
+import type { ResultType } from './tls-report.js';
 
 /** The error code of a failed name check (checkName), for the failure's classification. */
 export const NAME_CHECK_CODE = 'GW_CERT_NAME';
@@ -25,6 +26,12 @@ export interface TlsRequirement {
    * and tlsSettings' checks do not apply. The match is made once the connection is up (client.ts).
    */
   dane?: { tlsa: TlsaRecord[]; names: string[] };
+  /** MTA-STS: enforce (with `host` set: PKIX for the MX name), or testing (checked, reported, not enforced). */
+  sts?: 'enforce' | 'testing';
+  /** MTA-STS testing: the MX name the certificate is checked against for the report. */
+  stsHost?: string;
+  /** MTA-STS testing: told what enforce would have refused. */
+  onStsTestingFailure?: (result: ResultType) => void;
 }
 
 export interface ClientIdentity {

@@ -2,7 +2,7 @@
 // trusted validating resolver is configured, else the connector's tlsSettings (or opportunistic
 // TLS for MX without a connector). explain and delivery both ask here.
 import type { Route } from './outbound.js';
-import type { DaneMode, Policy } from './types.js';
+import type { DaneMode, MtaStsMode, Policy } from './types.js';
 
 const LOOPBACK = /^(127\.|\[?::1\]?(:|$)|localhost\b)/;
 
@@ -32,4 +32,11 @@ export function outboundSecurity(policy: Policy, route: Route): OutboundSecurity
   const trust = dnssecTrust(policy);
   if (!trust.trusted) return { policy: 'tlsSettings', why: `DANE not in effect: ${trust.why}` };
   return { policy: 'dane', mode };
+}
+
+/** The MTA-STS mode for a route (MX routes only); it applies where DANE does not. */
+export function mtaStsModeFor(policy: Policy, route: Route): MtaStsMode {
+  if (route.kind === 'mx') return policy.gateway.outbound.mtaStsMode;
+  if (!route.connector.useMXRecord) return 'none';
+  return route.connector.mtaStsMode ?? policy.gateway.outbound.mtaStsMode;
 }

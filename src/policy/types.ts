@@ -4,6 +4,7 @@ import type { DomainPattern, IpRange } from './match.js';
 export type ConnectorType = 'partner' | 'onPremises';
 export type TlsSettings = null | 'encryptionOnly' | 'certificateValidation' | 'domainValidation';
 export type DaneMode = 'opportunistic' | 'mandatory' | 'none';
+export type MtaStsMode = 'opportunistic' | 'none';
 
 export interface InboundConnector {
   name: string;
@@ -46,6 +47,8 @@ export interface OutboundConnector {
   isTransportRuleScoped: boolean;
   /** With useMXRecord: overrides gateway.outbound.smtpDaneMode; null = the gateway's. */
   smtpDaneMode: DaneMode | null;
+  /** With useMXRecord: overrides gateway.outbound.mtaStsMode; null = the gateway's. */
+  mtaStsMode: MtaStsMode | null;
   comment: string;
 }
 
@@ -122,6 +125,7 @@ export interface GatewaySettings {
     smtpDaneMode: DaneMode;
     /** smtpDaneMode was written in the policy (not the default): `check` then warns when DANE cannot be in effect. */
     smtpDaneModeExplicit: boolean;
+    mtaStsMode: MtaStsMode;
   };
   admin: { address: string; port: number } | null;
   log: { level: string };

@@ -43,6 +43,8 @@ export interface Envelope {
   dsn?: { ret: 'FULL' | 'HDRS' | null; envid: string | null };
   /** RFC 8689 REQUIRETLS: delivered only over verified TLS to a next hop that offers it. */
   requireTls?: true;
+  /** RFC 8689 §5: the message said `TLS-Required: No` (and was not sent with REQUIRETLS). */
+  tlsRequiredNo?: true;
   /** Mail flow rules that fired at end of DATA (audit ones too), in order. */
   rules?: Array<{ name: string; mode: 'enforce' | 'audit' }>;
 }

@@ -50,6 +50,11 @@ interface SessionState {
 type Done = (err?: Error | null) => void;
 type Hooks = Required<Pick<SMTPServerOptions, 'onConnect' | 'onSecure' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>>;
 
+/** RFC 8689 §5: `TLS-Required: No` asks that TLS policies (DANE, MTA-STS) not stop delivery. */
+function tlsRequiredNo(headers: ReadonlyArray<{ name: string; value: string }>): boolean {
+  return headers.some((h) => h.name.toLowerCase() === 'tls-required' && h.value.trim().toLowerCase() === 'no');
+}
+
 /** RFC 3461 parameters of one RCPT, as the queue keeps them. */
 function dsnOfRecipient(r: SMTPServerAddress): Pick<QueuedRecipient, 'notify' | 'orcpt'> {
   const out: Pick<QueuedRecipient, 'notify' | 'orcpt'> = {};
@@ -256,7 +261,8 @@ export class SessionHooks {
 
     // Mail flow rules (SPEC §9) on the message as received.
     const rcpts = session.envelope.rcptTo.map((r) => r.address);
-    const rules = evaluateRules(st.policy, { connector, sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', recipients: rcpts, headers: scanner.headerFields(), size: stream.byteLength });
+    const headers = scanner.headerFields();
+    const rules = evaluateRules(st.policy, { connector, sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', recipients: rcpts, headers, size: stream.byteLength });
     for (const f of rules.fired) {
       st.log.info({ event: 'rule', rule: f.rule, mode: f.mode, recipients: f.recipients, actions: f.actions, qid: writer?.id }, f.mode === 'audit' ? 'mail flow rule matched (audit: nothing done)' : 'mail flow rule applied');
       for (const action of f.actions.length ? f.actions : ['none']) this.deps.metrics?.rules.inc({ rule: f.rule, mode: f.mode, action });
@@ -287,7 +293,7 @@ export class SessionHooks {
           ...(rules.fired.length ? { rules: rules.fired.map((f) => ({ name: f.rule, mode: f.mode })) } : {}),
           ...dsnOfMessage(session.envelope),
           bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
-          ...(session.envelope.requireTLS ? { requireTls: true as const } : {}),
+          ...(session.envelope.requireTLS ? { requireTls: true as const } : tlsRequiredNo(headers) ? { tlsRequiredNo: true as const } : {}),
           smtpUtf8: !!session.envelope.smtpUtf8,
           client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sessionId: session.id, connector, tls: st.tls ? st.tls.version : null },
         });

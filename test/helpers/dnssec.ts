@@ -19,6 +19,8 @@ export interface TestZone {
 export interface Dnssec {
   /** For gateway.dns.servers. */
   server: string;
+  /** Rewrites an unsigned zone's records and has nsd load them (give them a short TTL: unbound caches). */
+  update: (zone: string, records: string[]) => Promise<void>;
   stop: () => Promise<void>;
 }
 
@@ -33,12 +35,15 @@ export async function startDnssec(dir: string, zones: TestZone[]): Promise<Dnsse
   fs.mkdirSync(dir, { recursive: true });
   const anchors: string[] = [];
   const nsdZones: string[] = [];
+  const writeZone = (z: TestZone, serial: number): void => {
+    fs.writeFileSync(
+      path.join(dir, `${z.name}.zone`),
+      [`$ORIGIN ${z.name}.`, '$TTL 300', `@ IN SOA ns.${z.name}. hostmaster.${z.name}. ${serial} 3600 600 86400 300`, `@ IN NS ns.${z.name}.`, 'ns IN A 127.0.0.1', ...z.records, ''].join('\n'),
+    );
+  };
   for (const z of zones) {
     const file = `${z.name}.zone`;
-    fs.writeFileSync(
-      path.join(dir, file),
-      [`$ORIGIN ${z.name}.`, '$TTL 300', `@ IN SOA ns.${z.name}. hostmaster.${z.name}. 1 3600 600 86400 300`, `@ IN NS ns.${z.name}.`, 'ns IN A 127.0.0.1', ...z.records, ''].join('\n'),
-    );
+    writeZone(z, 1);
     let served = file;
     if (z.kind !== 'unsigned') {
       const ksk = run('ldns-keygen', ['-a', 'ECDSAP256SHA256', '-k', z.name], dir);
@@ -109,5 +114,22 @@ export async function startDnssec(dir: string, zones: TestZone[]): Promise<Dnsse
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { server: `127.0.0.1:${unboundPort}`, stop };
+  let serial = 1;
+  const update = async (zone: string, records: string[]): Promise<void> => {
+    const z = zones.find((x) => x.name === zone && x.kind === 'unsigned');
+    if (!z) throw new Error(`no unsigned zone ${zone}`);
+    writeZone({ ...z, records }, ++serial);
+    procs[0]!.kill('SIGHUP'); // nsd reloads its zone files
+    // Until nsd serves the new serial, then past the changed records' TTL (give them 1 s) at unbound.
+    const nsd = new SecureResolver([{ host: '127.0.0.1', port: nsdPort }], 500);
+    const until = Date.now() + 10_000;
+    for (;;) {
+      const soa = await nsd.query(zone, 'SOA').catch(() => null);
+      if (soa?.records.some((r) => r.serial === serial)) break;
+      if (Date.now() > until) throw new Error(`nsd did not load serial ${serial} of ${zone}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1200));
+  };
+  return { server: `127.0.0.1:${unboundPort}`, update, stop };
 }

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { configurePostfix, ensurePostfixInstalled, startPostfix, stopPostfix } from './postfix.js';
 import { policyMicroBenchmark } from './policy-micro.js';
+import { securityMicroBenchmark, type SecurityFigures } from './security-micro.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const HERE = import.meta.dirname;
@@ -364,6 +365,7 @@ async function main(): Promise<void> {
   sink.kill('SIGTERM');
 
   results.policy = await policyMicroBenchmark(Number(opt.connectors), Number(opt.ranges));
+  results.security = await securityMicroBenchmark().catch((e: Error) => ({ skipped: e.message }));
   print(results);
   fs.rmSync(work, { recursive: true, force: true });
   process.exit(0);
@@ -412,6 +414,14 @@ function print(r: Record<string, unknown>): void {
   out.push(
     `policy: ${pol.connectors} inbound connectors, ${pol.ranges} IP ranges, ${pol.outboundConnectors} outbound connectors: load ${f(pol.loadMs, 0)} ms; attribution ${f(pol.attributionNs, 0)} ns/lookup; routing ${f(pol.routingNs, 0)} ns/lookup; ${pol.rules} mail flow rules ${f(pol.rulesNs, 0)} ns/message (${f(pol.rulesFiredPerMessage, 2)} fired)`,
   );
+  const sec = r.security as SecurityFigures | undefined;
+  if (sec) {
+    out.push(
+      'skipped' in sec
+        ? `outbound security lookups: skipped (${sec.skipped})`
+        : `outbound security lookups per message, unbound's cache warm (${sec.n} each): DANE (MX, A, AAAA, TLSA, plan) ${f(sec.daneUsPerMessage, 0)} us; MTA-STS (TXT id, policy cached) ${f(sec.mtaStsUsPerMessage, 0)} us`,
+    );
+  }
   const met = (ok: boolean) => (ok ? 'met' : 'NOT MET');
   out.push(
     '',

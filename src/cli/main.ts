@@ -6,6 +6,7 @@ import { explain } from './explain.js';
 import { queue } from './queue.js';
 import { serve } from './serve.js';
 import { validate } from './validate.js';
+import { tlsReport } from './tls-report.js';
 
 // fsync and file I/O run on libuv's thread pool; 4 threads (the default) serialise the commits
 // of concurrent sessions. Must be set before the pool's first use.
@@ -21,6 +22,8 @@ const USAGE = `usage: connector-gateway <command> [options]
   validate  CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]
                                      probe an outbound connector's next hops (and send a test)
   queue     list | show ID | retry [ID] | delete ID   [--config FILE]
+  tls-report send [--now] [--config FILE]
+                                     send RFC 8460 TLS reports now (--now: today so far)
   dev-certs [--dir DIR] [--hostname NAME] [--force]
                                      create a development CA and gateway certificate
 
@@ -42,6 +45,8 @@ async function main(argv: string[]): Promise<void> {
       return queue(rest);
     case 'dev-certs':
       return devCerts(rest);
+    case 'tls-report':
+      return tlsReport(rest);
     case '-h':
     case '--help':
     case 'help':

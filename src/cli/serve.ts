@@ -19,6 +19,9 @@ import { GatewayServer } from '../smtp/listener.js';
 import { cachedPemReader, readIdentity } from '../tls/files.js';
 import { SecureResolver } from '../delivery/dnssec-resolver.js';
 import { StsPolicies, stsCacheDir } from '../delivery/mta-sts.js';
+import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-report.js';
+import { TlsReporter } from '../queue/tls-reports.js';
+import type { ControlHandler } from '../queue/control.js';
 import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Logger } from '../observe/log.js';
@@ -37,8 +40,13 @@ export async function serve(args: string[]): Promise<void> {
     (e) => (e.result === 'fetched' ? log.info(e, `MTA-STS policy of ${e.domain}: ${e.mode}`) : log.warn(e, `MTA-STS ${e.result} for ${e.domain}`)),
   );
   const report: NonNullable<DeliveryDeps['report']> = (e) => log.warn(e, `TLS policy failure (${e.policy} ${e.mode}) at ${e.remote}: ${e.result}`);
+  // RFC 8460: every TLS negotiation under DANE or MTA-STS is recorded beside the queue.
+  const tlsResults = new TlsResultLog(tlsResultDir(spool.dir));
+  const tlsResult: NonNullable<DeliveryDeps['tlsResult']> = (r) => {
+    if (policy.gateway.outbound.tlsReporting) tlsResults.record(r);
+  };
   // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
-  let delivery = deliveryDeps(policy, sts, report);
+  let delivery = deliveryDeps(policy, sts, report, tlsResult);
   // Metrics exist to be scraped: without an admin listener prom-client is not even loaded.
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
@@ -50,7 +58,26 @@ export async function serve(args: string[]): Promise<void> {
   });
   // queue retry/delete act through the daemon (queue/control.ts), never racing an attempt. Started
   // first: it also makes sure no other gateway runs on this queue before recovery touches it.
-  const control = await startControl(spool.dir, manager).catch((e: Error) => {
+  const reporter = new TlsReporter({
+    results: tlsResults,
+    spool,
+    enqueue: (env) => manager.enqueue(env),
+    hostname: () => policy.gateway.hostname,
+    txt: (name) => delivery.resolver.txt(name),
+    lookup: (host, options, cb) => delivery.resolver.lookup(host, options, cb),
+    log,
+  });
+  const handler: ControlHandler = {
+    retry: (id) => manager.retry(id),
+    delete: (id) => manager.delete(id),
+    tlsReport: async (now) => {
+      if (!policy.gateway.outbound.tlsReporting) throw new Error('TLS reporting is off (gateway.outbound.tlsReporting: false)');
+      const day = now ? dayOf(new Date()) : dayOf(new Date(Date.now() - 86_400_000));
+      const sent = await reporter.send(day, now ? new Date() : undefined);
+      return sent.map((o) => `${o.ok ? 'sent' : 'FAILED'} ${o.domain} → ${o.rua}: ${o.detail}`);
+    },
+  };
+  const control = await startControl(spool.dir, handler).catch((e: Error) => {
     log.fatal({ event: 'start-failed', err: e.message }, 'cannot start');
     log.flush();
     return fail(`cannot start: ${e.message}`, 1);
@@ -81,6 +108,7 @@ export async function serve(args: string[]): Promise<void> {
     fail(`cannot start: ${(e as Error).message}`, 1);
   }
   await manager.start(recovered.ids);
+  reporter.start();
   ready = true;
   logOutboundSecurity(log, policy);
   log.info({ event: 'started', policy: path.resolve(file), listeners: server.ports }, 'connector-gateway started');
@@ -95,7 +123,7 @@ export async function serve(args: string[]): Promise<void> {
       return;
     }
     try {
-      const next = deliveryDeps(r.policy, sts, report);
+      const next = deliveryDeps(r.policy, sts, report, tlsResult);
       server.reload(r.policy);
       delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
@@ -123,6 +151,7 @@ export async function serve(args: string[]): Promise<void> {
     log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
     await server.stop(10_000);
     await manager.stop(10_000);
+    reporter.stop();
     control.close();
     delivery.pool.closeAll();
     log.info({ event: 'stopped' }, 'stopped');
@@ -168,11 +197,11 @@ function safeRead(file: string): string | null {
 }
 
 /** Delivery's view of a policy: identity, resolver and CA files read once per policy. */
-function deliveryDeps(policy: Policy, sts: StsPolicies, report: DeliveryDeps['report']): DeliveryDeps & { pool: ConnectionPool; resolver: HopResolver } {
+function deliveryDeps(policy: Policy, sts: StsPolicies, report: DeliveryDeps['report'], tlsResult: DeliveryDeps['tlsResult']): DeliveryDeps & { pool: ConnectionPool; resolver: HopResolver } {
   // The DNSSEC-aware resolver only where its AD bit can be trusted (SPEC §8).
   const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((s): s is DnsServer => s !== null);
   const secureResolver = dnssecTrust(policy).trusted && servers.length ? new SecureResolver(servers) : undefined;
-  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader(), secureResolver, sts, report };
+  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader(), secureResolver, sts, report, tlsResult };
 }
 
 /** One log line saying what secures MX delivery under this policy. */

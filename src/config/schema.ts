@@ -52,7 +52,11 @@ const gateway = z.strictObject({
     .prefault({}),
   // Outbound security for MX delivery (SPEC §8): the defaults; an outbound connector may override.
   outbound: z
-    .strictObject({ smtpDaneMode: z.enum(['opportunistic', 'mandatory', 'none']).optional(), mtaStsMode: z.enum(['opportunistic', 'none']).default('opportunistic') })
+    .strictObject({
+      smtpDaneMode: z.enum(['opportunistic', 'mandatory', 'none']).optional(),
+      mtaStsMode: z.enum(['opportunistic', 'none']).default('opportunistic'),
+      tlsReporting: z.boolean().default(true),
+    })
     .prefault({}),
   admin: z.strictObject({ address: str.default('127.0.0.1'), port }).nullable().default(null),
   log: z

@@ -48,18 +48,40 @@ export class SecureResolver {
     private readonly timeoutMs = 3000,
   ) {}
 
+  /**
+   * Answers kept for their TTL (at most 5 minutes; "no such name/data" 1 minute), so that a busy
+   * destination costs no round trip per message; failures are never kept.
+   */
+  private cache = new Map<string, { until: number; answer: DnsAnswer<RecordType> }>();
+  private static readonly MAX_ENTRIES = 10_000;
+
   async query<T extends RecordType>(name: string, type: T): Promise<DnsAnswer<T>> {
+    const key = `${type} ${name.toLowerCase()}`;
+    const hit = this.cache.get(key);
+    if (hit && hit.until > Date.now()) return hit.answer as DnsAnswer<T>;
     let last: Error = new DnsQueryError('no DNS server configured');
     for (const server of this.servers) {
       try {
         let reply = await this.udp(server, name, type);
         if (reply.flag_tc) reply = await this.tcp(server, name, type);
-        return toAnswer(reply, type);
+        const answer = toAnswer(reply, type);
+        this.remember(key, answer, reply);
+        return answer;
       } catch (e) {
         last = e as Error;
       }
     }
     throw last instanceof DnsQueryError ? last : new DnsQueryError(`DNS query ${type} ${name} failed: ${last.message}`);
+  }
+
+  private remember(key: string, answer: DnsAnswer<RecordType>, reply: Decoded): void {
+    if (answer.rcode !== 'NOERROR' && answer.rcode !== 'NXDOMAIN') return;
+    const ttls = (reply.answers ?? []).map((a) => (a as { ttl?: number }).ttl ?? 0);
+    const ttl = answer.records.length ? Math.min(300, ...ttls) : 60;
+    if (ttl <= 0) return;
+    this.cache.delete(key);
+    this.cache.set(key, { until: Date.now() + ttl * 1000, answer });
+    if (this.cache.size > SecureResolver.MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
   }
 
   private request(name: string, type: RecordType): { id: number; packet: dnsPacket.Packet } {

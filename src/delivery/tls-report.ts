@@ -166,3 +166,8 @@ export class TlsResultLog {
     }
   }
 }
+
+/** The results log's directory: beside the queue (inside it, as writable and persistent). */
+export function tlsResultDir(queueDir: string): string {
+  return path.join(queueDir, '.tlsrpt');
+}

@@ -126,6 +126,8 @@ export interface GatewaySettings {
     /** smtpDaneMode was written in the policy (not the default): `check` then warns when DANE cannot be in effect. */
     smtpDaneModeExplicit: boolean;
     mtaStsMode: MtaStsMode;
+    /** RFC 8460 reports of DANE and MTA-STS sessions to the domains that ask for them. */
+    tlsReporting: boolean;
   };
   admin: { address: string; port: number } | null;
   log: { level: string };

@@ -10,13 +10,15 @@ import path from 'node:path';
 
 export const CONTROL_SOCKET = '.control.sock';
 
-export type ControlRequest = { op: 'retry'; id: string | null } | { op: 'delete'; id: string };
-export type ControlReply = { ok: true; count: number } | { ok: false; error: string };
+export type ControlRequest = { op: 'retry'; id: string | null } | { op: 'delete'; id: string } | { op: 'tls-report'; now: boolean };
+export type ControlReply = { ok: true; count: number; lines?: string[] } | { ok: false; error: string };
 
 export interface ControlHandler {
   retry(id: string | null): Promise<number>;
   /** true when the message existed (deleted now, or as soon as its attempt in flight ends). */
   delete(id: string): Promise<boolean>;
+  /** Sends TLS reports (today so far with `now`, else yesterday's); one line per rua. */
+  tlsReport?(now: boolean): Promise<string[]>;
 }
 
 export function controlSocketPath(queueDir: string): string {
@@ -28,6 +30,7 @@ function parseRequest(line: string): ControlRequest | null {
     const r = JSON.parse(line) as { op?: unknown; id?: unknown };
     if (r.op === 'retry' && (r.id === null || typeof r.id === 'string')) return { op: 'retry', id: r.id };
     if (r.op === 'delete' && typeof r.id === 'string') return { op: 'delete', id: r.id };
+    if (r.op === 'tls-report' && typeof (r as { now?: unknown }).now === 'boolean') return { op: 'tls-report', now: (r as { now: boolean }).now };
   } catch {
     /* not JSON */
   }
@@ -36,6 +39,11 @@ function parseRequest(line: string): ControlRequest | null {
 
 async function answer(handler: ControlHandler, req: ControlRequest): Promise<ControlReply> {
   if (req.op === 'retry') return { ok: true, count: await handler.retry(req.id) };
+  if (req.op === 'tls-report') {
+    if (!handler.tlsReport) return { ok: false, error: 'TLS reporting is off (gateway.outbound.tlsReporting: false)' };
+    const lines = await handler.tlsReport(req.now);
+    return { ok: true, count: lines.length, lines };
+  }
   const found = await handler.delete(req.id);
   return found ? { ok: true, count: 1 } : { ok: false, error: `no message ${req.id}` };
 }

@@ -1,6 +1,7 @@
 // DANE (RFC 7672, SPEC §8) against real DNSSEC: zones signed with ldns-signzone, served by nsd,
 // validated by unbound; the gateway's MX deliveries to sinks on port 25 of loopback addresses.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import nodemailer from 'nodemailer';
@@ -9,6 +10,7 @@ import { makePki, type TestPki } from '../helpers/pki.js';
 import { runCli, startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { startSink, type Sink } from '../helpers/sink.js';
 import { startDnssec, type Dnssec } from '../helpers/dnssec.js';
+import { until } from '../helpers/wait.js';
 
 const ONPREM = '127.0.0.50';
 let dir: string;
@@ -126,6 +128,15 @@ describe('DANE for MX delivery', () => {
   it('validate reports what DANE finds for an MX connector', async () => {
     const r = await runCli(['validate', 'Mandatory DANE', '--to', 'x@mandatory.unsigned.test', '--config', file], dir);
     expect(r.stdout).toContain('security: DANE (smtpDaneMode mandatory): 4.7.324 dnssec-invalid');
+  });
+  it('each negotiation under DANE is recorded for TLS reports (RFC 8460)', async () => {
+    const day = new Date().toISOString().slice(0, 10);
+    const file = path.join(dir, 'queue', '.tlsrpt', `${day}.jsonl`);
+    await until(() => fs.existsSync(file), 5_000, 'the results log');
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toContainEqual(expect.objectContaining({ domain: 'ee.secure.test', policyType: 'tlsa', mxHost: 'mx1.secure.test', receivingIp: '127.0.0.41', result: 'success' }));
+    expect(lines).toContainEqual(expect.objectContaining({ domain: 'mismatch.secure.test', policyType: 'tlsa', result: 'tlsa-invalid' }));
+    expect(lines).toContainEqual(expect.objectContaining({ domain: 'nostarttls.secure.test', result: 'starttls-not-supported' }));
   });
   it('explain says which policy applies', async () => {
     const r = await runCli(['explain', '--ip', ONPREM, '--from', 'app@contoso.com', '--to', 'x@ee.secure.test', '--to', 'y@mandatory.unsigned.test', '--config', file], dir);

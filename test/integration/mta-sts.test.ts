@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import nodemailer from 'nodemailer';
 import { issueCertificate, type Issued } from '../../src/tls/issue.js';
@@ -39,10 +40,24 @@ const records = (goodId: string) => [
   'good IN MX 10 mx', 'bad IN MX 10 mx', 'huge IN MX 10 mx', 'junk IN MX 10 mx',
   'unlisted IN MX 10 unlisted', 'wrongcert IN MX 10 wrong', 'testing IN MX 10 wrong',
   'mx IN A 127.0.0.62', 'wrong IN A 127.0.0.63', 'unlisted IN A 127.0.0.64',
+  // RFC 8460: where the reports go.
+  `_smtp._tls.good IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@reports.sts.test,https://mta-sts.good.sts.test/tlsrpt"`,
+  '_smtp._tls.wrongcert IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@reports.sts.test"',
+  'reports IN MX 10 mx',
 ];
+const posted: Buffer[] = [];
 
 async function startWeb(cert: Issued, ca: Issued): Promise<void> {
   web = https.createServer({ cert: cert.certPem + ca.certPem, key: cert.keyPem }, (req, res) => {
+    if (req.method === 'POST' && req.url === '/tlsrpt') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        posted.push(Buffer.concat(chunks));
+        res.writeHead(201).end();
+      });
+      return;
+    }
     const domain = (req.headers.host ?? '').replace(/^mta-sts\./, '').replace(/:\d+$/, '');
     const body = policies[domain];
     if (req.url !== '/.well-known/mta-sts.txt' || body === undefined) return res.writeHead(404).end();
@@ -144,6 +159,29 @@ describe('MTA-STS', () => {
     await until(refetched, 5_000, 'the refetch');
     const cached = JSON.parse(fs.readFileSync(path.join(dir, 'queue', '.mta-sts', 'good.sts.test.json'), 'utf8'));
     expect(cached).toMatchObject({ id: '2', policy: { mode: 'testing', maxAge: 600 } });
+  });
+  it('tls-report send --now: the report mail and the HTTPS POST carry RFC 8460 JSON with the sessions caused here', async () => {
+    const r = await runCli(['tls-report', 'send', '--now', '--config', file], dir);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/sent good\.sts\.test → mailto:tlsrpt@reports\.sts\.test: queued as /);
+    expect(r.stdout).toMatch(/sent good\.sts\.test → https:\/\/mta-sts\.good\.sts\.test\/tlsrpt: HTTP 201/);
+    await until(() => sinks.mx!.messages.filter((m) => m.to.includes('tlsrpt@reports.sts.test')).length >= 2, 15_000, 'two report mails');
+    const reports = sinks.mx!.messages.filter((m) => m.to.includes('tlsrpt@reports.sts.test')).map((m) => {
+      expect(m.raw).toMatch(/^Content-Type: multipart\/report; report-type="tlsrpt"/m);
+      expect(m.raw).toMatch(/^TLS-Report-Domain: /m);
+      const b64 = /Content-Type: application\/tlsrpt\+gzip[^]*?\r?\n\r?\n([A-Za-z0-9+/=\r\n]+?)\r?\n--/.exec(m.raw)![1]!.replace(/\s/g, '');
+      return JSON.parse(zlib.gunzipSync(Buffer.from(b64, 'base64')).toString()) as Record<string, unknown>;
+    });
+    const byDomain = (d: string) => reports.find((x) => (x.policies as Array<{ policy: Record<string, unknown> }>)[0]!.policy['policy-domain'] === d) as Record<string, any>;
+    const good = byDomain('good.sts.test');
+    expect(good).toMatchObject({ 'organization-name': 'mx1.contoso.test', 'contact-info': 'postmaster@mx1.contoso.test', 'date-range': { 'start-datetime': expect.stringMatching(/T00:00:00Z$/) } });
+    expect(good.policies[0].policy).toMatchObject({ 'policy-type': 'sts', 'policy-string': expect.arrayContaining(['version: STSv1']), 'mx-host': ['mx.sts.test'] });
+    expect(good.policies[0].summary['total-successful-session-count']).toBeGreaterThanOrEqual(1);
+    const wrong = byDomain('wrongcert.sts.test');
+    expect(wrong.policies[0].summary).toEqual({ 'total-successful-session-count': 0, 'total-failure-session-count': 1 });
+    expect(wrong.policies[0]['failure-details'][0]).toMatchObject({ 'result-type': 'certificate-host-mismatch', 'receiving-mx-hostname': 'wrong.sts.test', 'receiving-ip': '127.0.0.63', 'failed-session-count': 1 });
+    expect(posted.length).toBe(1);
+    expect(JSON.parse(zlib.gunzipSync(posted[0]!).toString()).policies[0].policy['policy-domain']).toBe('good.sts.test');
   });
   it('explain tells where MTA-STS applies', async () => {
     const r = await runCli(['explain', '--ip', ONPREM, '--from', 'app@contoso.com', '--to', 'x@good.sts.test', '--config', file], dir);

@@ -111,3 +111,25 @@ describe('which security applies', () => {
     expect(check({}, [{ name: 'S', connectorType: 'partner', recipientDomains: ['s.test'], smartHosts: ['[192.0.2.9]'], smtpDaneMode: 'mandatory' }])).toContainEqual(expect.stringMatching(/error: outboundConnectors\[0\]\.smtpDaneMode: smtpDaneMode applies to MX routes only/));
   });
 });
+
+describe('SecureResolver', () => {
+  it('keeps answers for their TTL: the same question twice is asked once; a refused server fails at once', async () => {
+    const { startDns } = await import('../helpers/dns.js');
+    const { SecureResolver, DnsQueryError } = await import('../../src/delivery/dnssec-resolver.js');
+    const dns = await startDns({ 'mx.cache.test': { A: ['192.0.2.7'] } });
+    try {
+      const [host, port] = dns.server.split(':');
+      const r = new SecureResolver([{ host: host!, port: Number(port) }]);
+      const first = await r.query('mx.cache.test', 'A');
+      const second = await r.query('MX.cache.test', 'A');
+      expect(first).toMatchObject({ rcode: 'NOERROR', secure: false, records: ['192.0.2.7'] });
+      expect(second).toEqual(first);
+      expect(dns.queries.filter((q) => q === 'A mx.cache.test')).toHaveLength(1);
+      const t = Date.now();
+      await expect(new SecureResolver([{ host: '127.0.0.1', port: 9 }]).query('x.test', 'MX')).rejects.toBeInstanceOf(DnsQueryError);
+      expect(Date.now() - t).toBeLessThan(1000);
+    } finally {
+      await dns.close();
+    }
+  });
+});

@@ -126,7 +126,10 @@ function lintOutboundSecurity(p: Policy, d: Diagnostics): void {
     if (c.smtpDaneMode !== null && !c.useMXRecord) d.error(['outboundConnectors', i, 'smtpDaneMode'], 'smtpDaneMode applies to MX routes only; smart hosts keep their tlsSettings', 'set useMXRecord: true, or remove smtpDaneMode');
     if (c.mtaStsMode !== null && !c.useMXRecord) d.error(['outboundConnectors', i, 'mtaStsMode'], 'mtaStsMode applies to MX routes only; smart hosts keep their tlsSettings', 'set useMXRecord: true, or remove mtaStsMode');
   });
-  const asked = (p.gateway.outbound.smtpDaneModeExplicit && p.gateway.outbound.smtpDaneMode !== 'none') || p.outboundConnectors.some((c) => c.smtpDaneMode && c.smtpDaneMode !== 'none');
+  // Said when DANE was asked for, or resolvers were configured that cannot be trusted for it; a
+  // policy that names no resolver at all (development) is not told (the start-up log says it).
+  const asked =
+    (p.gateway.outbound.smtpDaneMode !== 'none' && (p.gateway.outbound.smtpDaneModeExplicit || p.gateway.dns.servers.length > 0)) || p.outboundConnectors.some((c) => c.smtpDaneMode && c.smtpDaneMode !== 'none');
   const trust = dnssecTrust(p);
   if (asked && !trust.trusted) {
     d.warn(['gateway', 'dns', 'servers'], `DANE is not in effect: ${trust.why}`, 'run a DNSSEC-validating resolver (unbound) on loopback and list it in gateway.dns.servers; see docs/outbound-security.md');

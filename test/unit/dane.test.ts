@@ -107,7 +107,9 @@ describe('which security applies', () => {
     expect(check({ dns: { servers: ['dns.example'] } })).toContainEqual(expect.stringMatching(/error: gateway\.dns\.servers\[0\]: "dns\.example" is not a DNS server address/));
     expect(check({ dns: { servers: ['192.0.2.53'] }, outbound: { smtpDaneMode: 'opportunistic' } })).toContainEqual(expect.stringMatching(/warning: gateway\.dns\.servers: DANE is not in effect: 192\.0\.2\.53 is not on loopback/));
     expect(check({ dns: { servers: ['127.0.0.1'] }, outbound: { smtpDaneMode: 'mandatory' } })).toEqual([]);
-    expect(check({})).toEqual([]); // the default mode alone does not warn (the start-up log says it)
+    expect(check({})).toEqual([]); // no resolver named at all (development): the start-up log says it
+    expect(check({ dns: { servers: ['192.0.2.53'] } })).toContainEqual(expect.stringMatching(/warning: gateway\.dns\.servers: DANE is not in effect/));
+    expect(check({ dns: { servers: ['192.0.2.53'] }, outbound: { smtpDaneMode: 'none' } })).toEqual([]);
     expect(check({}, [{ name: 'S', connectorType: 'partner', recipientDomains: ['s.test'], smartHosts: ['[192.0.2.9]'], smtpDaneMode: 'mandatory' }])).toContainEqual(expect.stringMatching(/error: outboundConnectors\[0\]\.smtpDaneMode: smtpDaneMode applies to MX routes only/));
   });
 });

@@ -121,10 +121,10 @@ export async function startDnssec(dir: string, zones: TestZone[]): Promise<Dnsse
     writeZone({ ...z, records }, ++serial);
     procs[0]!.kill('SIGHUP'); // nsd reloads its zone files
     // Until nsd serves the new serial, then past the changed records' TTL (give them 1 s) at unbound.
-    const nsd = new SecureResolver([{ host: '127.0.0.1', port: nsdPort }], 500);
     const until = Date.now() + 10_000;
     for (;;) {
-      const soa = await nsd.query(zone, 'SOA').catch(() => null);
+      // A new resolver each time: one keeps answers for their TTL.
+      const soa = await new SecureResolver([{ host: '127.0.0.1', port: nsdPort }], 500).query(zone, 'SOA').catch(() => null);
       if (soa?.records.some((r) => r.serial === serial)) break;
       if (Date.now() > until) throw new Error(`nsd did not load serial ${serial} of ${zone}`);
       await new Promise((r) => setTimeout(r, 100));

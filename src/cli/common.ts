@@ -1,6 +1,10 @@
 // What every subcommand shares: where the policy is, how to fail, how to load it or exit.
+import { createRequire } from 'node:module';
 import { formatDiagnostics, loadPolicyFile, type LoadOptions } from '../config/load.js';
 import type { Policy } from '../policy/types.js';
+
+/** The version of this connector-gateway (package.json, two levels above dist/cli/). */
+export const VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 /** The policy file: --config, else $GATEWAY_CONFIG, else config/gateway.yaml. */
 export function configPath(v?: string): string {

@@ -1,5 +1,6 @@
 // `connector-gateway explain`: the same pure decisions the daemon makes, told to an operator.
 import { parseArgs } from 'node:util';
+import { isIP } from 'node:net';
 import { evaluateRecipient, evaluateSender, type Attribution } from '../policy/inbound.js';
 import { evaluateRules } from '../policy/rules.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersFrom } from '../policy/headers.js';
@@ -25,6 +26,7 @@ export function explain(args: string[]): void {
     },
   });
   if (!values.ip || values.from === undefined) throw usageError('explain needs --ip and --from (and usually --to)');
+  if (!isIP(values.ip)) throw usageError(`explain --ip ${values.ip}: not an IP address`);
   const file = configPath(values.config);
   const policy = loadOrExit(file, { checkFiles: false });
   const certNames = values['cert-name']!;

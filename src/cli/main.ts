@@ -1,6 +1,6 @@
 // connector-gateway command line: dispatch only; each command is its own file.
 import { check } from './check.js';
-import { fail } from './common.js';
+import { fail, usageError, VERSION } from './common.js';
 import { devCerts } from './dev-certs.js';
 import { explain } from './explain.js';
 import { queue } from './queue.js';
@@ -12,25 +12,55 @@ import { tlsReport } from './tls-report.js';
 // of concurrent sessions. Must be set before the pool's first use.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
+/** One entry a command: its synopsis and what it does (`help COMMAND`, `COMMAND --help`). */
+const COMMANDS: Record<string, { synopsis: string; about: string }> = {
+  serve: { synopsis: 'serve [--config FILE]', about: 'run the daemon (the default command); SIGHUP or a saved file reloads the policy, SIGTERM stops' },
+  check: { synopsis: 'check [--config FILE]', about: 'validate the policy: errors and warnings as file:line:column with a fix; exit 0 ok, 1 errors' },
+  explain: {
+    synopsis: 'explain --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…] [--header "Name: value"…] [--size SIZE] [--config FILE]',
+    about: 'which connectors, rules and security apply and what the gateway would answer; exit 0 accepted, 3 refused',
+  },
+  validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail" },
+  queue: { synopsis: 'queue list | show ID | retry [ID] | delete ID [--config FILE]', about: 'what waits for delivery; retry and delete act through the running daemon' },
+  'tls-report': { synopsis: 'tls-report send [--now] [--config FILE]', about: 'send RFC 8460 TLS reports now (--now: today so far, else yesterday)' },
+  'dev-certs': { synopsis: 'dev-certs [--dir DIR] [--hostname NAME] [--force]', about: 'create a development CA, gateway certificate and client certificates' },
+  help: { synopsis: 'help [COMMAND]', about: 'this text, or one command\'s' },
+};
+
 const USAGE = `usage: connector-gateway <command> [options]
 
-  serve     [--config FILE]          run the daemon (default command)
-  check     [--config FILE]          validate the policy; exit 0 ok, 1 errors
-  explain   --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…]
-            [--header "Name: value"…] [--size SIZE] [--config FILE]
-                                     which connectors apply and what the gateway would answer
-  validate  CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]
-                                     probe an outbound connector's next hops (and send a test)
-  queue     list | show ID | retry [ID] | delete ID   [--config FILE]
-  tls-report send [--now] [--config FILE]
-                                     send RFC 8460 TLS reports now (--now: today so far)
-  dev-certs [--dir DIR] [--hostname NAME] [--force]
-                                     create a development CA and gateway certificate
+${Object.values(COMMANDS)
+  .map((c) => `  ${c.synopsis}\n      ${c.about}`)
+  .join('\n')}
+  --version
+      the version of connector-gateway and of Node.js
 
-The policy file is --config, else $GATEWAY_CONFIG, else config/gateway.yaml.`;
+The policy file is --config, else $GATEWAY_CONFIG, else config/gateway.yaml.
+Exit codes: 0 success; 1 the policy has errors or the work failed; 2 a usage error;
+3 explain: the gateway would refuse the message.`;
+
+function commandHelp(name: string): string {
+  const c = COMMANDS[name];
+  if (!c) fail(`no command "${name}"\n${USAGE}`);
+  return `usage: connector-gateway ${c.synopsis}\n\n${c.about}\n`;
+}
 
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+    process.stdout.write(`connector-gateway ${VERSION} (Node.js ${process.version})\n`);
+    return;
+  }
+  if (cmd === 'help' && rest[0]) {
+    process.stdout.write(commandHelp(rest[0]));
+    return;
+  }
+  if (cmd && cmd in COMMANDS && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(commandHelp(cmd));
+    return;
+  }
+  // parseArgs would quietly keep the last of two --config: a policy must not be picked by accident.
+  if (argv.filter((a) => a === '--config' || a.startsWith('--config=')).length > 1) throw usageError('--config is given more than once');
   switch (cmd) {
     case undefined:
     case 'serve':

@@ -33,7 +33,9 @@ export async function queue(args: string[]): Promise<void> {
     process.stdout.write(`${n} message(s) scheduled for immediate retry${reply ? '' : ' (no daemon is running: at its next start)'}\n`);
     return;
   }
-  if (!id || !isQueueId(id)) fail(`queue ${sub}: give a queue id`);
+  if (!['show', 'delete'].includes(sub)) fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | delete ID)`);
+  if (!id) fail(`queue ${sub}: give a queue id`);
+  if (!isQueueId(id)) fail(`queue ${sub}: "${id}" is not a queue id (10–32 capital letters and digits, as \`queue list\` shows them)`);
   if (sub === 'show') {
     try {
       process.stdout.write(JSON.stringify(await spool.readEnvelope(id), null, 2) + '\n');

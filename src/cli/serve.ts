@@ -25,7 +25,7 @@ import type { ControlHandler } from '../queue/control.js';
 import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Logger } from '../observe/log.js';
-import { configPath, fail, loadOrExit } from './common.js';
+import { configPath, fail, loadOrExit, VERSION } from './common.js';
 
 export async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
@@ -50,6 +50,7 @@ export async function serve(args: string[]): Promise<void> {
   // Metrics exist to be scraped: without an admin listener prom-client is not even loaded.
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
+  metrics?.buildInfo.set({ version: VERSION, node: process.version }, 1);
   const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
     onResult: (connector, result, security) => {
       metrics?.deliveries.inc({ connector, result });
@@ -111,7 +112,7 @@ export async function serve(args: string[]): Promise<void> {
   reporter.start();
   ready = true;
   logOutboundSecurity(log, policy);
-  log.info({ event: 'started', policy: path.resolve(file), listeners: server.ports }, 'connector-gateway started');
+  log.info({ event: 'started', version: VERSION, node: process.version, policy: path.resolve(file), listeners: server.ports }, `connector-gateway ${VERSION} started`);
 
   // SIGHUP and changes of the file reload the policy; an invalid policy is refused and the
   // running one stays in force. Sessions in progress keep the policy they started with.

@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { InboundConnector, Policy, RulePredicates } from '../policy/types.js';
 import { acceptedDomainFor } from '../policy/accepted.js';
+import { isValidDomainName } from '../policy/match.js';
+import { normalizeDomain } from '../mail/address.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import { parseDnsServer } from '../mail/dns-server.js';
 import { Diagnostics, type Path } from './diagnostics.js';
@@ -10,6 +12,16 @@ import { Diagnostics, type Path } from './diagnostics.js';
 const key = (list: readonly { text: string }[]) => list.map((x) => x.text.toLowerCase()).sort().join(',');
 
 export function lint(p: Policy, d: Diagnostics): void {
+  if (!isValidDomainName(normalizeDomain(p.gateway.hostname))) {
+    d.error(['gateway', 'hostname'], `"${p.gateway.hostname}" is not a host name`, 'write the name the gateway is known by in DNS, e.g. mx1.contoso.com');
+  }
+  const bound = new Map<string, number>();
+  p.gateway.listeners.forEach((l, i) => {
+    const at = `${l.address}:${l.port}`;
+    const twin = bound.get(at);
+    if (twin !== undefined && l.port !== 0) d.error(['gateway', 'listeners', i, 'port'], `listeners[${twin}] already listens on ${at}`, 'give each listener its own address and port');
+    bound.set(at, i);
+  });
   p.gateway.listeners.forEach((l, i) => {
     if (l.proxyProtocol && l.implicitTls) {
       d.error(['gateway', 'listeners', i, 'proxyProtocol'], 'the PROXY protocol is supported on STARTTLS listeners only', 'terminate implicit TLS on a listener without proxyProtocol, or use STARTTLS behind the load balancer');
@@ -19,6 +31,13 @@ export function lint(p: Policy, d: Diagnostics): void {
   lintOutbound(p, d);
   lintRules(p, d);
   lintOutboundSecurity(p, d);
+  const domains = new Map<string, number>();
+  p.acceptedDomains.forEach((a, i) => {
+    const k = a.pattern.text.toLowerCase().replace(/\.$/, '');
+    const first = domains.get(k);
+    if (first !== undefined) d.error(['acceptedDomains', i, 'domain'], `${a.pattern.text} is already listed as acceptedDomains[${first}]`, 'list each domain once');
+    else domains.set(k, i);
+  });
   p.acceptedDomains.forEach((a, i) => {
     if (a.recipientVerification === 'callout' && a.domainType === 'internalRelay') {
       d.warn(['acceptedDomains', i, 'recipientVerification'], 'callout has no effect on an internalRelay domain: every recipient is relayed unverified', 'make the domain authoritative, or remove recipientVerification');
@@ -67,6 +86,21 @@ function lintInbound(p: Policy, d: Diagnostics): void {
     const twin = scopes.get(scope);
     if (twin) d.error(at, `duplicate of connector "${twin}": two enabled inbound connectors with the same scope break attribution`, 'merge them or disable one');
     else scopes.set(scope, c.name);
+  });
+  // An onPremises range that overlaps a partner's: mail from there may relay anywhere (rule 1),
+  // whatever the partner connector says — usually a typo in one of the two.
+  p.inboundConnectors.forEach((c, i) => {
+    if (!c.enabled || c.connectorType !== 'onPremises') return;
+    for (const r of c.senderIPAddresses) {
+      for (const o of p.inboundConnectors) {
+        if (!o.enabled || o.connectorType !== 'partner') continue;
+        const hit = o.senderIPAddresses.find((x) => x.v6 === r.v6 && x.lo <= r.hi && r.lo <= x.hi);
+        if (hit) {
+          d.warn(['inboundConnectors', i, 'senderIPAddresses'], `${r.text} overlaps ${hit.text} of partner connector "${o.name}": from there the onPremises connector wins and mail may relay anywhere`, 'make the ranges disjoint');
+          return;
+        }
+      }
+    }
   });
   // A sender-domain-only partner connector that a restricting connector for the same domains always overrides.
   const restricting = new Map<string, string>();

@@ -30,7 +30,7 @@ function validate(data: unknown, opts: LoadOptions): { policy: Policy | null; d:
     for (const issue of parsed.error.issues) {
       const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
       if (issue.code === 'unrecognized_keys') {
-        for (const k of issue.keys) d.error([...path, k], `unknown key "${k}"`, 'check the spelling: the bundled config/gateway.yaml and the README show every key; unknown keys are refused so that a typo cannot weaken the policy', true);
+        for (const k of issue.keys) d.error([...path, k], `unknown key "${k}"`, 'check the spelling against docs/policy-reference.md; unknown keys are refused so that a typo cannot weaken the policy', true);
       } else {
         d.error(path, issue.message);
       }
@@ -52,6 +52,9 @@ let yamlModule: YamlModule | null = null;
 const yaml = (): YamlModule => (yamlModule ??= require('yaml') as YamlModule);
 
 export function loadPolicyText(text: string, file: string, opts: LoadOptions = {}): LoadResult {
+  if (!text.replace(/#.*$/gm, '').trim()) {
+    return { file, policy: null, diagnostics: [{ severity: 'error', path: [], line: 1, column: 1, message: 'the policy is empty', hint: 'start from the bundled config/gateway.yaml' }] };
+  }
   // Fast path: js-yaml is several times faster than the position-keeping parser, which matters
   // for policies with tens of thousands of ranges. A clean policy needs no positions; anything
   // to report is located by parsing again with positions.
@@ -68,7 +71,9 @@ export function loadPolicyText(text: string, file: string, opts: LoadOptions = {
   if (doc.errors.length) {
     const diagnostics: Diagnostic[] = doc.errors.map((e) => {
       const pos = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
-      return { severity: 'error', path: [], message: `YAML: ${e.message.split('\n')[0]}`, line: pos.line, column: pos.col };
+      // A bare * starts a YAML alias: the commonest slip in this policy ([*] for "every domain").
+      const alias = e.code === 'BAD_ALIAS' || /^Alias /.test(e.message);
+      return { severity: 'error', path: [], message: `YAML: ${e.message.split('\n')[0]}`, hint: alias ? 'quote it: "*" — in YAML an unquoted * starts an alias' : undefined, line: pos.line, column: pos.col };
     });
     return { file, policy: null, diagnostics };
   }

@@ -16,6 +16,7 @@ export class Metrics {
   readonly queueOldest = new Gauge({ name: 'gateway_queue_oldest_age_seconds', help: 'Age of the oldest message in the queue', registers: [this.registry] });
   readonly verifications = new Counter({ name: 'gateway_recipient_verifications_total', help: 'Recipient verification callouts (cached answers included), by result', labelNames: ['result'], registers: [this.registry] });
   readonly rules = new Counter({ name: 'gateway_transport_rule_matches_total', help: 'Mail flow rules that matched a message, by rule, mode and action', labelNames: ['rule', 'mode', 'action'], registers: [this.registry] });
+  readonly buildInfo = new Gauge({ name: 'gateway_build_info', help: 'The running version of connector-gateway and of Node.js (always 1)', labelNames: ['version', 'node'], registers: [this.registry] });
   readonly reloads = new Counter({ name: 'gateway_policy_reloads_total', help: 'Policy reloads, by result', labelNames: ['result'], registers: [this.registry] });
 
   constructor() {

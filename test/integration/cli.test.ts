@@ -57,3 +57,55 @@ describe('connector-gateway explain', () => {
     expect(r.stdout).toContain('reply: 550 5.7.51 TenantInboundAttribution; sender IP not allowed by connector Woodgrove Bank by IP');
   });
 });
+
+describe('CLI manners', () => {
+  const head = `gateway:\n  hostname: mx1.contoso.com\n  listeners:\n    - name: mx\n      port: 2525\n  tls:\n    certificate: nope.crt\n    key: nope.key\n`;
+  it('--version, help COMMAND and COMMAND --help', async () => {
+    const v = await runCli(['--version']);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toMatch(/^connector-gateway \d+\.\d+\.\d+ \(Node\.js v\d+\.\d+\.\d+\)\n$/);
+    for (const args of [['check', '--help'], ['help', 'check']]) {
+      const h = await runCli(args);
+      expect(h.code, args.join(' ')).toBe(0);
+      expect(h.stdout).toMatch(/^usage: connector-gateway check \[--config FILE\]/);
+    }
+    const all = await runCli(['help']);
+    expect(all.stdout).toContain('Exit codes: 0 success; 1 the policy has errors or the work failed; 2 a usage error;');
+    expect((await runCli(['help', 'nosuch'])).code).toBe(2);
+  });
+  it('usage errors exit 2: two --config, explain --ip foo, a malformed queue id', async () => {
+    const dir = tmpDir('manners');
+    fs.writeFileSync(path.join(dir, 'p.yaml'), head);
+    const twice = await runCli(['check', '--config', 'p.yaml', '--config', 'q.yaml'], dir);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain('--config is given more than once');
+    const ip = await runCli(['explain', '--ip', 'foo', '--from', 'a@b.c', '--to', 'd@e.f', '--config', 'p.yaml'], dir);
+    expect(ip.code).toBe(2);
+    expect(ip.stderr).toContain('explain --ip foo: not an IP address');
+    const id = await runCli(['queue', 'show', 'not-an-id', '--config', 'p.yaml'], dir);
+    expect(id.code).toBe(2);
+    expect(id.stderr).toContain('"not-an-id" is not a queue id');
+  });
+  it('an empty policy, and an unquoted * (a YAML alias), are told in words', async () => {
+    const dir = tmpDir('manners2');
+    fs.writeFileSync(path.join(dir, 'empty.yaml'), '# nothing yet\n');
+    expect((await runCli(['check', '--config', 'empty.yaml'], dir)).stdout).toContain('empty.yaml:1:1: error: the policy is empty');
+    fs.writeFileSync(path.join(dir, 'alias.yaml'), head + 'inboundConnectors:\n  - name: A\n    connectorType: partner\n    senderDomains: [*]\n');
+    expect((await runCli(['check', '--config', 'alias.yaml'], dir)).stdout).toMatch(/alias\.yaml:12:\d+: error: YAML: .*\(fix: quote it: "\*"/);
+  });
+  it('lint: two listeners on one address and port, a host name with a space, a domain listed twice, an onPremises range inside a partner range', async () => {
+    const dir = tmpDir('manners3');
+    fs.writeFileSync(
+      path.join(dir, 'p.yaml'),
+      `gateway:\n  hostname: mx1 contoso.com\n  listeners:\n    - { name: a, address: 127.0.0.1, port: 2525 }\n    - { name: b, address: 127.0.0.1, port: 2525 }\n  tls: { certificate: nope.crt, key: nope.key }\n` +
+        `acceptedDomains:\n  - domain: contoso.com\n  - domain: Contoso.COM\n` +
+        `inboundConnectors:\n  - name: P\n    connectorType: partner\n    senderDomains: [p.example]\n    senderIPAddresses: [10.0.0.0/24]\n  - name: O\n    connectorType: onPremises\n    senderIPAddresses: [10.0.0.5]\n`,
+    );
+    const r = await runCli(['check', '--config', 'p.yaml'], dir);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/p\.yaml:2:13: error: gateway\.hostname: "mx1 contoso\.com" is not a host name/);
+    expect(r.stdout).toMatch(/p\.yaml:5:\d+: error: gateway\.listeners\[1\]\.port: listeners\[0\] already listens on 127\.0\.0\.1:2525/);
+    expect(r.stdout).toMatch(/p\.yaml:9:\d+: error: acceptedDomains\[1\]\.domain: Contoso\.COM is already listed as acceptedDomains\[0\]/);
+    expect(r.stdout).toMatch(/warning: inboundConnectors\[1\]\.senderIPAddresses: 10\.0\.0\.5 overlaps 10\.0\.0\.0\/24 of partner connector "P"/);
+  });
+});

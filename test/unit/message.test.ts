@@ -75,3 +75,12 @@ describe('trace headers', () => {
     expect(rfc5322Date(new Date(Date.UTC(2026, 0, 5, 1, 2, 3)))).toBe('Mon, 5 Jan 2026 01:02:03 +0000');
   });
 });
+
+describe('readable logs on a terminal', () => {
+  it('one line per event: time, level, event, message, the rest as key=value', async () => {
+    const { prettyLine } = await import('../../src/observe/log.js');
+    const line = prettyLine(JSON.stringify({ level: 'warn', time: '2026-11-24T03:33:00.123Z', svc: 'connector-gateway', event: 'refusal', msg: 'refused', rule: 'relay', reply: '550 5.7.64 TenantAttribution; Relay Access Denied' }));
+    expect(line).toBe('03:33:00.123 WARN  refusal: refused  rule=relay reply="550 5.7.64 TenantAttribution; Relay Access Denied"');
+    expect(prettyLine('not json')).toBe('not json');
+  });
+});

@@ -43,6 +43,7 @@ export async function serve(args: string[]): Promise<void> {
   // RFC 8460: every TLS negotiation under DANE or MTA-STS is recorded beside the queue.
   const tlsResults = new TlsResultLog(tlsResultDir(spool.dir));
   const tlsResult: NonNullable<DeliveryDeps['tlsResult']> = (r) => {
+    if (r.result !== 'success') metrics?.tlsPolicyFailures.inc({ policy: r.policyType, result: r.result });
     if (policy.gateway.outbound.tlsReporting) tlsResults.record(r);
   };
   // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
@@ -52,8 +53,9 @@ export async function serve(args: string[]): Promise<void> {
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
   metrics?.buildInfo.set({ version: VERSION, node: process.version }, 1);
   const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
-    onResult: (connector, result, security) => {
+    onResult: (connector, result, security, code) => {
       metrics?.deliveries.inc({ connector, result });
+      if (result === 'deferred' && code) metrics?.deferrals.inc({ connector, code });
       if (security) metrics?.mxSecurity.inc({ policy: security, result });
     },
   });

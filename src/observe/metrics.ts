@@ -10,6 +10,8 @@ export class Metrics {
   readonly audits = new Counter({ name: 'gateway_audit_would_refuse_total', help: 'Refusals a connector in audit mode would have made', labelNames: ['connector', 'rule'], registers: [this.registry] });
   readonly accepted = new Counter({ name: 'gateway_messages_accepted_total', help: 'Messages spooled and acknowledged, by inbound connector', labelNames: ['connector'], registers: [this.registry] });
   readonly deliveries = new Counter({ name: 'gateway_deliveries_total', help: 'Delivery results per recipient, by outbound connector and result', labelNames: ['connector', 'result'], registers: [this.registry] });
+  readonly deferrals = new Counter({ name: 'gateway_deferrals_total', help: 'Deferred recipients, by outbound connector and enhanced status code', labelNames: ['connector', 'code'], registers: [this.registry] });
+  readonly tlsPolicyFailures = new Counter({ name: 'gateway_tls_policy_failures_total', help: 'TLS negotiations that failed a DANE (tlsa) or MTA-STS (sts) policy, by RFC 8460 result type', labelNames: ['policy', 'result'], registers: [this.registry] });
   readonly mxSecurity = new Counter({ name: 'gateway_mx_deliveries_total', help: 'MX delivery results per recipient, by what secured them (dane, dane-encrypt, dane-none, tlsSettings) and result', labelNames: ['policy', 'result'], registers: [this.registry] });
   readonly tlsHandshakes = new Counter({ name: 'gateway_tls_handshakes_total', help: 'Inbound TLS handshakes, by protocol version', labelNames: ['version'], registers: [this.registry] });
   readonly queueSize = new Gauge({ name: 'gateway_queue_messages', help: 'Messages in the queue', registers: [this.registry] });

@@ -16,7 +16,7 @@ export type DeliverFn = (job: DeliveryJob) => Promise<Map<string, RecipientOutco
 
 export interface ManagerOptions {
   /** Called for each recipient outcome (metrics). */
-  onResult?: (connector: string, result: 'delivered' | 'deferred' | 'failed' | 'expired', security?: string) => void;
+  onResult?: (connector: string, result: 'delivered' | 'deferred' | 'failed' | 'expired', security?: string, code?: string) => void;
   maxConcurrent?: number; // messages in delivery at once
   perDestination?: number; // deliveries at once to one route
   tickMs?: number;
@@ -220,7 +220,7 @@ export class QueueManager {
         this.log.info({ qid, ...e }, 'delivered');
         return;
       case 'deferred':
-        this.onResult(e.connector ?? 'none', 'deferred', e.security);
+        this.onResult(e.connector ?? 'none', 'deferred', e.security, e.code);
         this.log.info({ qid, ...e }, 'deferred');
         return;
       case 'bounced':

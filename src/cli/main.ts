@@ -7,6 +7,7 @@ import { queue } from './queue.js';
 import { serve } from './serve.js';
 import { validate } from './validate.js';
 import { tlsReport } from './tls-report.js';
+import { importPolicy } from './import.js';
 
 // fsync and file I/O run on libuv's thread pool; 4 threads (the default) serialise the commits
 // of concurrent sessions. Must be set before the pool's first use.
@@ -23,6 +24,10 @@ const COMMANDS: Record<string, { synopsis: string; about: string }> = {
   validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail" },
   queue: { synopsis: 'queue list | show ID | retry [ID] | delete ID [--config FILE]', about: 'what waits for delivery; retry and delete act through the running daemon' },
   'tls-report': { synopsis: 'tls-report send [--now] [--config FILE]', about: 'send RFC 8460 TLS reports now (--now: today so far, else yesterday)' },
+  import: {
+    synopsis: 'import --exchange FILE [FILE…]',
+    about: 'a policy on stdout from the ConvertTo-Json output of Get-InboundConnector, Get-OutboundConnector, Get-AcceptedDomain, Get-SendConnector, Get-ReceiveConnector; what cannot be mapped is listed as comments',
+  },
   'dev-certs': { synopsis: 'dev-certs [--dir DIR] [--hostname NAME] [--force]', about: 'create a development CA, gateway certificate and client certificates' },
   help: { synopsis: 'help [COMMAND]', about: 'this text, or one command\'s' },
 };
@@ -77,6 +82,8 @@ async function main(argv: string[]): Promise<void> {
       return devCerts(rest);
     case 'tls-report':
       return tlsReport(rest);
+    case 'import':
+      return importPolicy(rest);
     case '-h':
     case '--help':
     case 'help':

@@ -41,3 +41,23 @@ describe('docs/policy-reference.md', () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe('docs/replies.md', () => {
+  it('names every reply of the reply table and every outbound status', async () => {
+    const { replies } = await import('../../src/policy/replies.js');
+    const { HOP_FAILURE_CODES, outcomes, DNS_STATUS } = await import('../../src/delivery/status.js');
+    const doc = fs.readFileSync(path.resolve(import.meta.dirname, '../../docs/replies.md'), 'utf8');
+    const inbound = Object.values(replies).map((f) => (f as (a: string) => { code: number; enhanced: string })('X'));
+    const outbound = [
+      ...Object.values(HOP_FAILURE_CODES),
+      ...Object.values(DNS_STATUS),
+      outcomes.noRoute('x').code,
+      outcomes.noReply('x').code,
+      outcomes.expired(1, 'x').code,
+      outcomes.delivered('x', 'y', false).code,
+    ];
+    expect(inbound.length).toBeGreaterThan(15);
+    expect(inbound.filter((r) => !doc.includes(`\`${r.code} ${r.enhanced} `))).toEqual([]);
+    expect(outbound.filter((c) => !doc.includes(`\`${c}\``))).toEqual([]);
+  });
+});

@@ -13,6 +13,7 @@ import { stringify } from 'yaml';
 import { configurePostfix, ensurePostfixInstalled, startPostfix, stopPostfix } from './postfix.js';
 import { policyMicroBenchmark } from './policy-micro.js';
 import { securityMicroBenchmark, type SecurityFigures } from './security-micro.js';
+import { traceMicroBenchmark, type TraceFigures } from './trace-micro.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const HERE = import.meta.dirname;
@@ -30,6 +31,7 @@ const { values: opt } = parseArgs({
     'only-idle': { type: 'boolean', default: false }, // just the idle-TLS memory scenario
     'node-flags': { type: 'string', default: '' }, // extra node flags for the gateway process (experiments)
     'idle-seconds': { type: 'string', default: '20' }, // how long the idle sessions are held and RSS sampled
+    trace: { type: 'string', default: 'on' }, // the message trace store: on (production's default) | off
   },
 });
 const SESSIONS = Number(opt.sessions);
@@ -245,6 +247,7 @@ function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof 
         limits: { maxConnections: 10000, maxConnectionsPerIp: 10000, maxMessagesPerMinutePerIp: 100000000 },
         dns: { servers: ['127.0.0.1:9'] },
         log: { level: process.env.BENCH_LOG_LEVEL ?? 'info' },
+        trace: { retention: opt.trace === 'off' ? 0 : '30d' },
         // As in production: the metrics endpoint on (the idle scenario reads its session gauge).
         admin: { address: '127.0.0.1', port: adminPort },
       },
@@ -366,6 +369,7 @@ async function main(): Promise<void> {
 
   results.policy = await policyMicroBenchmark(Number(opt.connectors), Number(opt.ranges));
   results.security = await securityMicroBenchmark().catch((e: Error) => ({ skipped: e.message }));
+  results.trace = traceMicroBenchmark();
   print(results);
   fs.rmSync(work, { recursive: true, force: true });
   process.exit(0);
@@ -422,6 +426,14 @@ function print(r: Record<string, unknown>): void {
         : `outbound security lookups per message, unbound's cache warm (${sec.n} each): DANE (MX, A, AAAA, TLSA, plan) ${f(sec.daneUsPerMessage, 0)} us; MTA-STS (TXT id, policy cached) ${f(sec.mtaStsUsPerMessage, 0)} us`,
     );
   }
+  const tr = r.trace as TraceFigures | undefined;
+  if (tr) {
+    out.push(
+      `message trace: ${tr.messages} messages stored in ${f(tr.loadSeconds, 1)} s; searches (ms): ${Object.entries(tr.searchMs)
+        .map(([k, v]) => `${k} ${f(v, 1)}`)
+        .join(', ')}`,
+    );
+  }
   const met = (ok: boolean) => (ok ? 'met' : 'NOT MET');
   out.push(
     '',
@@ -433,6 +445,7 @@ function print(r: Record<string, unknown>): void {
     `  attribution <= 5 us at ${pol.ranges} ranges: ${f(pol.attributionNs / 1000, 2)} us — ${met(pol.attributionNs <= 5000)}`,
     `  policy load <= 1 s: ${f(pol.loadMs, 0)} ms — ${met(pol.loadMs <= 1000)}`,
     `  mail flow rules <= 5 us per message with ${pol.rules} rules (no header patterns; issue 14): ${f(pol.rulesNs / 1000, 2)} us — ${met(pol.rulesNs <= 5000)}`,
+    ...(tr ? [`  trace search over ${tr.messages} messages < 200 ms (issue 15): slowest ${f(Math.max(...Object.values(tr.searchMs)), 1)} ms — ${met(Math.max(...Object.values(tr.searchMs)) < 200)}`] : []),
   );
   process.stdout.write(out.join('\n') + '\n\n' + JSON.stringify(r, null, 2) + '\n');
 }

@@ -8,6 +8,7 @@ import { serve } from './serve.js';
 import { validate } from './validate.js';
 import { tlsReport } from './tls-report.js';
 import { importPolicy } from './import.js';
+import { trace } from './trace.js';
 
 // fsync and file I/O run on libuv's thread pool; 4 threads (the default) serialise the commits
 // of concurrent sessions. Must be set before the pool's first use.
@@ -23,6 +24,10 @@ const COMMANDS: Record<string, { synopsis: string; about: string }> = {
   },
   validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail" },
   queue: { synopsis: 'queue list | show ID | retry [ID] | delete ID [--config FILE]', about: 'what waits for delivery; retry and delete act through the running daemon' },
+  trace: {
+    synopsis: 'trace [--sender A] [--recipient A] [--message-id ID] [--queue-id ID] [--since T] [--until T] [--status S] [--limit N] [--json] [--config FILE]',
+    about: 'the message trace: one line per message, or the timeline of one (--queue-id); T: 2026-11-24, 2026-11-24T10:00Z or 24h (ago)',
+  },
   'tls-report': { synopsis: 'tls-report send [--now] [--config FILE]', about: 'send RFC 8460 TLS reports now (--now: today so far, else yesterday)' },
   import: {
     synopsis: 'import --exchange FILE [FILE…]',
@@ -84,6 +89,8 @@ async function main(argv: string[]): Promise<void> {
       return tlsReport(rest);
     case 'import':
       return importPolicy(rest);
+    case 'trace':
+      return trace(rest);
     case '-h':
     case '--help':
     case 'help':

@@ -22,6 +22,8 @@ import { StsPolicies, stsCacheDir } from '../delivery/mta-sts.js';
 import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-report.js';
 import { TlsReporter } from '../queue/tls-reports.js';
 import type { ControlHandler } from '../queue/control.js';
+import { TraceStore, traceFile } from '../trace/store.js';
+import { parseTraceQuery } from '../trace/query.js';
 import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Logger } from '../observe/log.js';
@@ -31,7 +33,17 @@ export async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const file = configPath(values.config);
   let policy = loadOrExit(file);
-  const log = createLogger(policy.gateway.log.level);
+  // The message trace (SPEC §10) is fed from the log lines themselves: it has no event they lack.
+  const trace = policy.gateway.trace.retention > 0 ? new TraceStore(traceFile(policy.gateway.queue.directory)) : null;
+  const log = createLogger(policy.gateway.log.level, undefined, trace ? (line) => trace.push(line) : undefined);
+  if (trace) {
+    const purge = (): void => {
+      const n = trace.purge(policy.gateway.trace.retention);
+      if (n) log.info({ event: 'trace-purged', messages: n }, `message trace: ${n} message(s) older than the retention removed`);
+    };
+    purge();
+    setInterval(purge, 3_600_000).unref();
+  }
   const spool = new Spool(policy.gateway.queue.directory);
   // MTA-STS policies are cached on disk beside the queue, across reloads and restarts.
   const sts = new StsPolicies(
@@ -96,6 +108,7 @@ export async function serve(args: string[]): Promise<void> {
       const a = policy.gateway.admin;
       const admin = await observe.startAdmin(a.address, a.port, metrics, {
         ready: () => ready,
+        ...(trace ? { trace: (q: URLSearchParams) => (trace.flush(), trace.search(parseTraceQuery((n) => q.get(n) ?? undefined))) } : {}),
         refresh: () => {
           metrics.queueSize.set(manager.size);
           metrics.queueOldest.set(manager.oldestAgeSeconds);
@@ -155,6 +168,7 @@ export async function serve(args: string[]): Promise<void> {
     await server.stop(10_000);
     await manager.stop(10_000);
     reporter.stop();
+    trace?.close();
     control.close();
     delivery.pool.closeAll();
     log.info({ event: 'stopped' }, 'stopped');

@@ -111,6 +111,7 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
       dns: g.dns,
       outbound: { smtpDaneMode: g.outbound.smtpDaneMode ?? 'opportunistic', smtpDaneModeExplicit: g.outbound.smtpDaneMode !== undefined, mtaStsMode: g.outbound.mtaStsMode, tlsReporting: g.outbound.tlsReporting },
       admin: g.admin,
+      trace: { retention: duration(g.trace.retention, ['gateway', 'trace', 'retention'], d) },
       log: g.log,
     },
     acceptedDomains: raw.acceptedDomains.map((a, i): AcceptedDomain => {

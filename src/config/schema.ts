@@ -59,6 +59,8 @@ const gateway = z.strictObject({
     })
     .prefault({}),
   admin: z.strictObject({ address: str.default('127.0.0.1'), port }).nullable().default(null),
+  /** The message trace store (SPEC §10): how long messages are kept; 0 = no trace store. */
+  trace: z.strictObject({ retention: duration.default('30d') }).prefault({}),
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .prefault({}),

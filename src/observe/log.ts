@@ -40,9 +40,27 @@ function prettyStream(out: NodeJS.WriteStream): Writable {
   });
 }
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+/**
+ * @param tee also given every log line (JSON) as written — the message trace's feed; it must
+ *   only buffer (it runs on the hot path).
+ */
+export function createLogger(level: string, destination?: NodeJS.WritableStream, tee?: (line: string) => void): Logger {
   const format = process.env.GATEWAY_LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
-  const dest = destination ?? (format === 'pretty' ? prettyStream(process.stdout) : pino.destination({ dest: 1, sync: false }));
+  const out = destination ?? (format === 'pretty' ? prettyStream(process.stdout) : pino.destination({ dest: 1, sync: false }));
+  const dest = tee
+    ? {
+        write(line: string): void {
+          (out as { write: (s: string) => unknown }).write(line);
+          tee(line);
+        },
+        flush(): void {
+          (out as { flush?: () => void }).flush?.();
+        },
+        flushSync(): void {
+          (out as { flushSync?: () => void }).flushSync?.();
+        },
+      }
+    : out;
   return pino(
     {
       level,
@@ -50,6 +68,6 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    dest,
+    dest as NodeJS.WritableStream,
   );
 }

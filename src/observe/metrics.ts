@@ -28,13 +28,22 @@ export class Metrics {
 
 export interface AdminState {
   ready: () => boolean;
+  /** GET /trace?sender=…&recipient=…: the message trace's search (SPEC §10), as JSON. */
+  trace?: (query: URLSearchParams) => unknown;
   /** Called before each scrape, to refresh gauges. */
   refresh?: () => void;
 }
 
 export async function startAdmin(address: string, port: number, metrics: Metrics, state: AdminState): Promise<http.Server> {
-  const server = http.createServer(async (req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
+  const server = http.createServer((req, res) => {
+    // Nothing a request does may take the daemon down with it.
+    handle(req, res).catch((e: Error) => {
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(`error: ${e.message}\n`);
+    });
+  });
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const [url, search] = (req.url ?? '/').split('?') as [string, string | undefined];
     if (req.method !== 'GET') {
       res.writeHead(405).end();
       return;
@@ -43,6 +52,15 @@ export async function startAdmin(address: string, port: number, metrics: Metrics
       state.refresh?.();
       res.writeHead(200, { 'content-type': metrics.registry.contentType });
       res.end(await metrics.registry.metrics());
+    } else if (url === '/trace' && state.trace) {
+      let body: string;
+      let status = 200;
+      try {
+        body = JSON.stringify(state.trace(new URLSearchParams(search ?? '')));
+      } catch (e) {
+        [status, body] = [400, JSON.stringify({ error: (e as Error).message })];
+      }
+      res.writeHead(status, { 'content-type': 'application/json' }).end(body);
     } else if (url === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (url === '/readyz') {
@@ -51,7 +69,7 @@ export async function startAdmin(address: string, port: number, metrics: Metrics
     } else {
       res.writeHead(404).end();
     }
-  });
+  };
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, address, () => resolve());

@@ -130,6 +130,8 @@ export interface GatewaySettings {
     tlsReporting: boolean;
   };
   admin: { address: string; port: number } | null;
+  /** ms; 0 = no trace store. */
+  trace: { retention: number };
   log: { level: string };
 }
 

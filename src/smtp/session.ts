@@ -310,7 +310,19 @@ export class SessionHooks {
     const r = replies.queued(env.id);
     this.deps.metrics?.accepted.inc({ connector: connector ?? 'none' });
     st.log.info(
-      { event: 'queued', qid: env.id, size: env.size, sender: env.sender, recipients: env.recipients.map((x) => x.address), connector, stripped: scanner.strippedHeaders, strippedExchangeHeaders: scanner.strippedExchangeHeaders, rules: rules.fired.map((f) => f.rule) },
+      {
+        event: 'queued',
+        qid: env.id,
+        size: env.size,
+        sender: env.sender,
+        recipients: env.recipients.map((x) => x.address),
+        connector,
+        tls: st.tls?.version ?? null,
+        messageId: headers.find((h) => h.name.toLowerCase() === 'message-id')?.value.trim().replace(/^<|>$/g, '') ?? null,
+        stripped: scanner.strippedHeaders,
+        strippedExchangeHeaders: scanner.strippedExchangeHeaders,
+        rules: rules.fired.map((f) => f.rule),
+      },
       'queued',
     );
     cb(null, `${r.enhanced} ${r.text}`);

@@ -16,7 +16,8 @@ const ALLOWED: Record<string, string[]> = {
   delivery: ['mail', 'policy', 'tls', 'observe'],
   queue: ['mail', 'policy', 'delivery', 'observe'],
   smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery'],
-  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp'],
+  trace: ['mail', 'config'],
+  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp', 'trace'],
 };
 
 function sources(dir: string): string[] {

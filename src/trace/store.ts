@@ -1,0 +1,210 @@
+// The message trace (SPEC §10): "did the mail from X reach Y yesterday, through which
+// connector, over TLS?" An embedded SQLite store (node:sqlite, built into Node 24) beside the
+// queue, fed from the same events the logs carry — so it adds no event the logs lack — and
+// written off the hot path: events are buffered and written in one transaction every 250 ms.
+// Kept for gateway.trace.retention. `connector-gateway trace` and the admin HTTP's /trace read it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+
+/** The log events the trace keeps, and what each says about the message. */
+const TRACED = new Set(['queued', 'rule', 'delivered', 'deferred', 'bounced', 'dsn', 'dsn-suppressed', 'deleted', 'removed', 'tls-policy-failure']);
+
+export interface TraceQuery {
+  sender?: string;
+  recipient?: string;
+  messageId?: string;
+  queueId?: string;
+  since?: number; // ms
+  until?: number; // ms
+  status?: 'queued' | 'delivered' | 'deferred' | 'failed' | 'deleted';
+  limit?: number;
+}
+
+export interface TracedMessage {
+  qid: string;
+  receivedAt: string;
+  sender: string;
+  messageId: string | null;
+  size: number;
+  clientIp: string | null;
+  connector: string | null;
+  tls: string | null;
+  status: string;
+  recipients: Array<{ address: string; status: string; detail: string | null }>;
+}
+
+export interface TraceEvent {
+  at: string;
+  event: string;
+  recipient: string | null;
+  detail: Record<string, unknown>;
+}
+
+export function traceFile(queueDir: string): string {
+  return path.join(queueDir, '.trace', 'trace.sqlite');
+}
+
+const SCHEMA = `
+  PRAGMA journal_mode = WAL;
+  PRAGMA synchronous = NORMAL;
+  CREATE TABLE IF NOT EXISTS messages (
+    qid TEXT PRIMARY KEY, received_at INTEGER NOT NULL, sender TEXT NOT NULL, message_id TEXT,
+    size INTEGER, client_ip TEXT, connector TEXT, tls TEXT, status TEXT NOT NULL);
+  CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
+  CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender COLLATE NOCASE, received_at);
+  CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);
+  CREATE TABLE IF NOT EXISTS recipients (
+    qid TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, detail TEXT, PRIMARY KEY (qid, address));
+  CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address, qid);
+  CREATE TABLE IF NOT EXISTS events (qid TEXT NOT NULL, at INTEGER NOT NULL, event TEXT NOT NULL, recipient TEXT, detail TEXT NOT NULL);
+  CREATE INDEX IF NOT EXISTS events_qid ON events (qid, at);
+`;
+
+/** A message's status from its recipients' (SPEC §10: delivered, deferred, failed…). */
+const STATUS_SQL = `
+  UPDATE messages SET status = CASE
+    WHEN status = 'deleted' THEN 'deleted'
+    WHEN NOT EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status <> 'delivered') THEN 'delivered'
+    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'deferred') THEN 'deferred'
+    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'failed') THEN 'failed'
+    ELSE 'queued' END
+  WHERE qid = ?`;
+
+export class TraceStore {
+  private readonly db: DatabaseSync;
+  private pending: string[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private readonly st: Record<'message' | 'recipient' | 'recipientStatus' | 'event' | 'status' | 'deleted', StatementSync>;
+
+  constructor(
+    readonly file: string,
+    readonly options: { readOnly?: boolean } = {},
+  ) {
+    if (!options.readOnly) fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new DatabaseSync(file, { readOnly: !!options.readOnly });
+    if (!options.readOnly) this.db.exec(SCHEMA);
+    const prep = (sql: string): StatementSync => (options.readOnly ? (null as unknown as StatementSync) : this.db.prepare(sql));
+    this.st = {
+      message: prep('INSERT OR REPLACE INTO messages (qid, received_at, sender, message_id, size, client_ip, connector, tls, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      recipient: prep(`INSERT OR IGNORE INTO recipients (qid, address, status, detail) VALUES (?, ?, 'queued', NULL)`),
+      recipientStatus: prep('UPDATE recipients SET status = ?, detail = ? WHERE qid = ? AND address = ?'),
+      event: prep('INSERT INTO events (qid, at, event, recipient, detail) VALUES (?, ?, ?, ?, ?)'),
+      status: prep(STATUS_SQL),
+      deleted: prep(`UPDATE messages SET status = 'deleted' WHERE qid = ?`),
+    };
+  }
+
+  /** Takes a log line (JSON); traced events are kept for the next write. Cheap: no parsing here. */
+  push(line: string): void {
+    this.pending.push(line);
+    if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), 250);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes what is buffered, in one transaction. */
+  flush(): void {
+    this.timer = null;
+    const lines = this.pending.splice(0);
+    if (!lines.length) return;
+    this.db.exec('BEGIN');
+    try {
+      for (const line of lines) this.apply(line);
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      throw e;
+    }
+  }
+
+  private apply(line: string): void {
+    let e: Record<string, unknown>;
+    try {
+      e = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    const event = e.event as string | undefined;
+    const qid = e.qid as string | undefined;
+    if (!event || !qid || !TRACED.has(event)) return;
+    const at = Date.parse(String(e.time ?? '')) || Date.now();
+    const recipient = typeof e.recipient === 'string' ? e.recipient : null;
+    const { level: _l, time: _t, svc: _s, msg: _m, event: _e, qid: _q, sid: _sid, ...detail } = e;
+    if (event === 'queued') {
+      const recipients = Array.isArray(e.recipients) ? (e.recipients as string[]) : [];
+      this.st.message.run(qid, at, String(e.sender ?? ''), (e.messageId as string | undefined) ?? null, Number(e.size ?? 0), (e.ip as string | undefined) ?? null, (e.connector as string | null) ?? null, (e.tls as string | null | undefined) ?? null, 'queued');
+      for (const r of recipients) this.st.recipient.run(qid, r.toLowerCase());
+    }
+    this.st.event.run(qid, at, event, recipient, JSON.stringify(detail));
+    // A report about a message belongs to its timeline too.
+    if (event === 'dsn' && typeof e.original === 'string') this.st.event.run(e.original, at, 'dsn-sent', null, JSON.stringify(detail));
+    if (recipient && (event === 'delivered' || event === 'deferred' || event === 'bounced')) {
+      const status = event === 'bounced' ? 'failed' : event;
+      this.st.recipientStatus.run(status, `${(e.code as string | undefined) ?? ''} ${String(e.result ?? '')}`.trim(), qid, recipient.toLowerCase());
+      this.st.status.run(qid);
+    }
+    if (event === 'deleted') this.st.deleted.run(qid);
+  }
+
+  /** Removes what is older than `retentionMs`; returns how many messages went. */
+  purge(retentionMs: number, now = Date.now()): number {
+    const before = now - retentionMs;
+    const old = this.db.prepare('SELECT qid FROM messages WHERE received_at < ?').all(before) as Array<{ qid: string }>;
+    this.db.exec('BEGIN');
+    try {
+      this.db.prepare('DELETE FROM events WHERE qid IN (SELECT qid FROM messages WHERE received_at < ?)').run(before);
+      this.db.prepare('DELETE FROM recipients WHERE qid IN (SELECT qid FROM messages WHERE received_at < ?)').run(before);
+      this.db.prepare('DELETE FROM messages WHERE received_at < ?').run(before);
+      this.db.exec('COMMIT');
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      throw e;
+    }
+    return old.length;
+  }
+
+  search(q: TraceQuery): TracedMessage[] {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (q.queueId) (where.push('m.qid = ?'), args.push(q.queueId));
+    if (q.sender) (where.push('m.sender = ? COLLATE NOCASE'), args.push(q.sender));
+    if (q.messageId) (where.push('m.message_id = ?'), args.push(q.messageId.replace(/^<|>$/g, '')));
+    if (q.recipient) (where.push('m.qid IN (SELECT qid FROM recipients WHERE address = ?)'), args.push(q.recipient.toLowerCase()));
+    if (q.since !== undefined) (where.push('m.received_at >= ?'), args.push(q.since));
+    if (q.until !== undefined) (where.push('m.received_at < ?'), args.push(q.until));
+    if (q.status) (where.push('m.status = ?'), args.push(q.status));
+    const rows = this.db
+      .prepare(`SELECT * FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.received_at DESC LIMIT ?`)
+      .all(...args, q.limit ?? 100) as Array<Record<string, string | number | null>>;
+    const rcpts = this.db.prepare('SELECT address, status, detail FROM recipients WHERE qid = ? ORDER BY address');
+    return rows.map((r) => ({
+      qid: String(r.qid),
+      receivedAt: new Date(Number(r.received_at)).toISOString(),
+      sender: String(r.sender),
+      messageId: r.message_id === null ? null : String(r.message_id),
+      size: Number(r.size),
+      clientIp: r.client_ip === null ? null : String(r.client_ip),
+      connector: r.connector === null ? null : String(r.connector),
+      tls: r.tls === null ? null : String(r.tls),
+      status: String(r.status),
+      recipients: (rcpts.all(String(r.qid)) as Array<{ address: string; status: string; detail: string | null }>).map((x) => ({ address: x.address, status: x.status, detail: x.detail })),
+    }));
+  }
+
+  timeline(qid: string): TraceEvent[] {
+    return (this.db.prepare('SELECT at, event, recipient, detail FROM events WHERE qid = ? ORDER BY at, rowid').all(qid) as Array<{ at: number; event: string; recipient: string | null; detail: string }>).map((e) => ({
+      at: new Date(e.at).toISOString(),
+      event: e.event,
+      recipient: e.recipient,
+      detail: JSON.parse(e.detail) as Record<string, unknown>,
+    }));
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (!this.options.readOnly) this.flush();
+    this.db.close();
+  }
+}

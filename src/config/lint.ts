@@ -17,6 +17,7 @@ export function lint(p: Policy, d: Diagnostics): void {
   }
   const bound = new Map<string, number>();
   p.gateway.listeners.forEach((l, i) => {
+    if (l.port === 0) d.warn(['gateway', 'listeners', i, 'port'], 'port 0: the listener gets a random free port (meant for tests); MX and smart-host traffic needs a fixed one', 'write 25 (or 2525 when not root)');
     const at = `${l.address}:${l.port}`;
     const twin = bound.get(at);
     if (twin !== undefined && l.port !== 0) d.error(['gateway', 'listeners', i, 'port'], `listeners[${twin}] already listens on ${at}`, 'give each listener its own address and port');

@@ -107,5 +107,7 @@ describe('CLI manners', () => {
     expect(r.stdout).toMatch(/p\.yaml:5:\d+: error: gateway\.listeners\[1\]\.port: listeners\[0\] already listens on 127\.0\.0\.1:2525/);
     expect(r.stdout).toMatch(/p\.yaml:9:\d+: error: acceptedDomains\[1\]\.domain: Contoso\.COM is already listed as acceptedDomains\[0\]/);
     expect(r.stdout).toMatch(/warning: inboundConnectors\[1\]\.senderIPAddresses: 10\.0\.0\.5 overlaps 10\.0\.0\.0\/24 of partner connector "P"/);
+    fs.writeFileSync(path.join(dir, 'zero.yaml'), head.replace('port: 2525', 'port: 0'));
+    expect((await runCli(['check', '--config', 'zero.yaml'], dir)).stdout).toMatch(/zero\.yaml:5:13: warning: gateway\.listeners\[0\]\.port: port 0: the listener gets a random free port/);
   });
 });

@@ -4,7 +4,7 @@ import type { Policy } from '../../src/policy/types.js';
 
 export const baseGateway = {
   hostname: 'mx1.contoso.com',
-  listeners: [{ name: 'mx', address: '127.0.0.1', port: 0 }],
+  listeners: [{ name: 'mx', address: '127.0.0.1', port: 2525 }],
   tls: { certificate: 'gw.crt', key: 'gw.key' },
 };
 

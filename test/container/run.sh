@@ -100,6 +100,7 @@ for _ in $(seq 1 60); do
   [ "$(docker inspect -f '{{.State.Health.Status}}' "$NAME" 2>/dev/null)" = healthy ] && break; sleep 1
 done
 check "container becomes healthy (HEALTHCHECK via the admin port)" test "$(docker inspect -f '{{.State.Health.Status}}' "$NAME")" = healthy
+[ "$(docker inspect -f '{{.State.Health.Status}}' "$NAME" 2>/dev/null)" = healthy ] || { say "     container log:"; docker logs --tail 40 "$NAME" 2>&1 | sed 's/^/     /'; }
 check "runs as a non-root user" test "$(docker exec "$NAME" id -u)" != 0
 check "policy check inside the image" docker exec "$NAME" node /app/dist/cli/main.js check
 

@@ -1,5 +1,6 @@
 // Errors and warnings about a policy file, each tied to a place in it (file:line:column).
 import type { Document, LineCounter } from 'yaml';
+import type { TextPositions } from './yaml-positions.js';
 
 type YamlNodeTests = Pick<typeof import('yaml'), 'isMap' | 'isPair' | 'isScalar'>;
 
@@ -54,6 +55,19 @@ export function locate(diags: Diagnostic[], doc: Document, lc: LineCounter, { is
       if (range) offset = range[0];
     }
     const pos = lc.linePos(offset ?? 0);
+    d.line = pos.line;
+    d.column = pos.col;
+  }
+}
+
+/** The same, from positions read by js-yaml (yaml-positions.ts): the path's nearest existing node. */
+export function locateInText(diags: Diagnostic[], positions: TextPositions): void {
+  for (const d of diags) {
+    let offset: number | undefined;
+    for (let n = d.path.length; n >= 0 && offset === undefined; n--) {
+      offset = positions.offset(d.path.slice(0, n), d.atKey === true && n === d.path.length && n > 0);
+    }
+    const pos = positions.linePos(offset ?? 0);
     d.line = pos.line;
     d.column = pos.col;
   }

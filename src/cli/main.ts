@@ -23,7 +23,10 @@ const COMMANDS: Record<string, { synopsis: string; about: string }> = {
     about: 'which connectors, rules and security apply and what the gateway would answer; exit 0 accepted, 3 refused',
   },
   validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail" },
-  queue: { synopsis: 'queue list | show ID | retry [ID] | delete ID [--config FILE]', about: 'what waits for delivery; retry and delete act through the running daemon' },
+  queue: {
+    synopsis: 'queue list | show ID | retry [ID] | hold ID|--all | release ID|--all | delete ID [--config FILE]',
+    about: 'what waits for delivery (! after the id: on hold); retry, hold, release and delete act through the running daemon',
+  },
   trace: {
     synopsis: 'trace [--sender A] [--recipient A] [--message-id ID] [--queue-id ID] [--since T] [--until T] [--status S] [--limit N] [--json] [--config FILE]',
     about: 'the message trace: one line per message, or the timeline of one (--queue-id); T: 2026-11-24, 2026-11-24T10:00Z or 24h (ago)',

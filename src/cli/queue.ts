@@ -1,11 +1,11 @@
-// `connector-gateway queue`: list, show, retry and delete queued messages.
+// `connector-gateway queue`: list, show, retry, hold, release and delete queued messages.
 import { parseArgs } from 'node:util';
 import { Spool, isQueueId } from '../queue/spool.js';
 import { askDaemon } from '../queue/control.js';
 import { configPath, fail, loadOrExit } from './common.js';
 
 export async function queue(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string' }, all: { type: 'boolean', default: false } } });
   const file = configPath(values.config);
   const policy = loadOrExit(file, { checkFiles: false });
   const spool = new Spool(policy.gateway.queue.directory);
@@ -15,7 +15,7 @@ export async function queue(args: string[]): Promise<void> {
     for (const e of list) {
       const pending = e.recipients.filter((x) => x.status === 'pending').length;
       process.stdout.write(
-        `${e.id}  ${e.receivedAt}  ${String(e.size).padStart(8)}  <${e.sender}>  ${pending}/${e.recipients.length} pending  ${e.recipients.map((x) => x.address).join(', ')}\n`,
+        `${e.id}${e.held ? '!' : ' '} ${e.receivedAt}  ${String(e.size).padStart(8)}  <${e.sender}>  ${pending}/${e.recipients.length} pending${e.held ? ' (held)' : ''}  ${e.recipients.map((x) => x.address).join(', ')}\n`,
       );
     }
     process.stdout.write(`${list.length} message(s) in ${spool.dir}\n`);
@@ -33,7 +33,21 @@ export async function queue(args: string[]): Promise<void> {
     process.stdout.write(`${n} message(s) scheduled for immediate retry${reply ? '' : ' (no daemon is running: at its next start)'}\n`);
     return;
   }
-  if (!['show', 'delete'].includes(sub)) fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | delete ID)`);
+  if (sub === 'hold' || sub === 'release') {
+    if (!id && !values.all) fail(`queue ${sub}: give a queue id, or --all`);
+    if (id && values.all) fail(`queue ${sub}: give a queue id or --all, not both`);
+    if (id && !isQueueId(id)) fail(`queue ${sub}: "${id}" is not a queue id`);
+    const reply = await askDaemon(spool.dir, { op: sub, id: id ?? null });
+    let n: number;
+    if (reply) {
+      if (!reply.ok) fail(reply.error, 1);
+      n = reply.count;
+    } else n = await holdFiles(spool, id ?? null, sub === 'hold');
+    if (id && n === 0) fail(`no message ${id}${sub === 'release' ? ' on hold' : ''} in ${spool.dir}`, 1);
+    process.stdout.write(`${n} message(s) ${sub === 'hold' ? 'put on hold' : 'released'}\n`);
+    return;
+  }
+  if (!['show', 'delete'].includes(sub)) fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--all | release ID|--all | delete ID)`);
   if (!id) fail(`queue ${sub}: give a queue id`);
   if (!isQueueId(id)) fail(`queue ${sub}: "${id}" is not a queue id (10–32 capital letters and digits, as \`queue list\` shows them)`);
   if (sub === 'show') {
@@ -58,7 +72,7 @@ export async function queue(args: string[]): Promise<void> {
     process.stdout.write(`deleted ${id}\n`);
     return;
   }
-  fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | delete ID)`);
+  fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--all | release ID|--all | delete ID)`);
 }
 
 /** No daemon runs: the messages are made due now in their envelopes, for its next start. */
@@ -73,6 +87,31 @@ async function retryFiles(spool: Spool, id: string | null): Promise<number> {
       n++;
     } catch {
       // removed meanwhile, or not readable: nothing to retry
+    }
+  }
+  return n;
+}
+
+/** No daemon runs: the hold is set or cleared in the envelopes (a released one is due at once). */
+async function holdFiles(spool: Spool, id: string | null, hold: boolean): Promise<number> {
+  const ids = id ? [id] : (await spool.list()).map((e) => e.id);
+  let n = 0;
+  for (const t of ids) {
+    try {
+      const env = await spool.readEnvelope(t);
+      if (Boolean(env.held) === hold) {
+        if (hold) n++; // already held: counted, as the daemon does
+        continue;
+      }
+      if (hold) env.held = true;
+      else {
+        delete env.held;
+        env.nextAttemptAt = new Date().toISOString();
+      }
+      await spool.writeEnvelope(env);
+      n++;
+    } catch {
+      // removed meanwhile, or not readable
     }
   }
   return n;

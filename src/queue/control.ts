@@ -1,4 +1,4 @@
-// The queue's control channel (SPEC §6): `connector-gateway queue retry|delete` act through the
+// The queue's control channel (SPEC §6): `connector-gateway queue retry|delete|hold|release` act through the
 // running daemon, so that no command races a delivery attempt (a message deleted while it is
 // being delivered must not be written back by the attempt). The daemon listens on a unix
 // socket in the queue directory — only who may enter that directory may use it — and answers
@@ -10,11 +10,18 @@ import path from 'node:path';
 
 export const CONTROL_SOCKET = '.control.sock';
 
-export type ControlRequest = { op: 'retry'; id: string | null } | { op: 'delete'; id: string } | { op: 'tls-report'; now: boolean };
+export type ControlRequest =
+  | { op: 'retry' | 'hold' | 'release'; id: string | null }
+  | { op: 'delete'; id: string }
+  | { op: 'tls-report'; now: boolean };
 export type ControlReply = { ok: true; count: number; lines?: string[] } | { ok: false; error: string };
 
 export interface ControlHandler {
   retry(id: string | null): Promise<number>;
+  /** Puts the message (null: every one) on hold; returns how many are held. */
+  hold(id: string | null): Promise<number>;
+  /** Releases the held message (null: every one); returns how many. */
+  release(id: string | null): Promise<number>;
   /** true when the message existed (deleted now, or as soon as its attempt in flight ends). */
   delete(id: string): Promise<boolean>;
   /** Sends TLS reports (today so far with `now`, else yesterday's); one line per rua. */
@@ -28,7 +35,7 @@ export function controlSocketPath(queueDir: string): string {
 function parseRequest(line: string): ControlRequest | null {
   try {
     const r = JSON.parse(line) as { op?: unknown; id?: unknown };
-    if (r.op === 'retry' && (r.id === null || typeof r.id === 'string')) return { op: 'retry', id: r.id };
+    if ((r.op === 'retry' || r.op === 'hold' || r.op === 'release') && (r.id === null || typeof r.id === 'string')) return { op: r.op, id: r.id };
     if (r.op === 'delete' && typeof r.id === 'string') return { op: 'delete', id: r.id };
     if (r.op === 'tls-report' && typeof (r as { now?: unknown }).now === 'boolean') return { op: 'tls-report', now: (r as { now: boolean }).now };
   } catch {
@@ -38,14 +45,16 @@ function parseRequest(line: string): ControlRequest | null {
 }
 
 async function answer(handler: ControlHandler, req: ControlRequest): Promise<ControlReply> {
-  if (req.op === 'retry') return { ok: true, count: await handler.retry(req.id) };
+  if (req.op === 'delete') {
+    const found = await handler.delete(req.id);
+    return found ? { ok: true, count: 1 } : { ok: false, error: `no message ${req.id}` };
+  }
   if (req.op === 'tls-report') {
     if (!handler.tlsReport) return { ok: false, error: 'TLS reporting is off (gateway.outbound.tlsReporting: false)' };
     const lines = await handler.tlsReport(req.now);
     return { ok: true, count: lines.length, lines };
   }
-  const found = await handler.delete(req.id);
-  return found ? { ok: true, count: 1 } : { ok: false, error: `no message ${req.id}` };
+  return { ok: true, count: await handler[req.op](req.id) }; // retry, hold, release
 }
 
 /**

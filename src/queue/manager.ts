@@ -29,6 +29,9 @@ export class QueueManager {
   private running = new Set<string>();
   /** Deleted by the operator while an attempt was in flight: removed when it ends, never written back. */
   private deleting = new Set<string>();
+  /** On hold: in the queue, never attempted. `holding`: put on hold during an attempt in flight. */
+  private held = new Set<string>();
+  private holding = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private destinations: Limiter;
   private readonly maxConcurrent: number;
@@ -56,14 +59,15 @@ export class QueueManager {
     return oldest === Infinity ? 0 : (Date.now() - oldest) / 1000;
   }
   get size(): number {
-    return this.due.size + this.running.size;
+    return this.due.size + this.running.size + this.held.size;
   }
 
   async start(ids: string[]): Promise<void> {
     for (const id of ids) {
       try {
         const env = await this.spool.readEnvelope(id);
-        this.due.set(id, env.nextAttemptAt ? Date.parse(env.nextAttemptAt) : Date.now());
+        if (env.held) this.held.add(id);
+        else this.due.set(id, env.nextAttemptAt ? Date.parse(env.nextAttemptAt) : Date.now());
         this.arrived.set(id, Date.parse(env.receivedAt));
       } catch (e) {
         this.log.error({ event: 'queue-read-error', qid: id, err: (e as Error).message }, 'cannot read envelope');
@@ -104,6 +108,8 @@ export class QueueManager {
         })
         .finally(() => {
           this.running.delete(id);
+          // Put on hold during an attempt that then failed to run: hold it now.
+          if (this.holding.delete(id) && this.due.delete(id)) void this.putOnHold(id);
           // Deleted during an attempt that then failed: remove it now rather than retry it.
           if (this.deleting.delete(id)) {
             this.due.delete(id);
@@ -119,6 +125,7 @@ export class QueueManager {
     this.log.info({ event: 'queue-flush', qid: id ?? undefined }, id ? `retrying ${id} now (queue retry)` : 'retrying the queue now (queue retry)');
     const now = Date.now();
     let n = 0;
+    if (id && this.held.has(id)) throw new Error(`${id} is on hold: \`queue release ${id}\` delivers it`);
     for (const key of id ? [id] : [...this.due.keys()]) {
       if (this.due.has(key)) {
         this.due.set(key, now);
@@ -127,6 +134,60 @@ export class QueueManager {
     }
     setImmediate(() => this.tick());
     return n;
+  }
+
+  /**
+   * `queue hold [ID]` (control channel; Postfix's postsuper -h): the message, or every one,
+   * stays in the queue and is not attempted until released; the state is kept in the envelope,
+   * so it survives a restart. A message in delivery is held when its attempt ends (if anything
+   * is left to deliver). Returns how many.
+   */
+  async hold(id: string | null): Promise<number> {
+    let n = 0;
+    for (const key of id ? [id] : [...this.due.keys(), ...this.running]) {
+      if (this.running.has(key)) {
+        this.holding.add(key);
+        n++;
+      } else if (this.due.delete(key)) {
+        await this.putOnHold(key);
+        n++;
+      } else if (this.held.has(key)) n++;
+    }
+    this.log.info({ event: 'held', qid: id ?? undefined, messages: n }, id ? `${id} put on hold (queue hold)` : `${n} message(s) put on hold (queue hold)`);
+    return n;
+  }
+
+  /** `queue release [ID]` (postsuper -H): held messages are due at once. Returns how many. */
+  async release(id: string | null): Promise<number> {
+    let n = 0;
+    for (const key of id ? [id] : [...this.held, ...this.holding]) {
+      if (this.holding.delete(key)) n++;
+      else if (this.held.delete(key)) {
+        await this.setHeld(key, false);
+        this.due.set(key, Date.now());
+        n++;
+      }
+    }
+    this.log.info({ event: 'released', qid: id ?? undefined, messages: n }, id ? `${id} released (queue release)` : `${n} message(s) released (queue release)`);
+    setImmediate(() => this.tick());
+    return n;
+  }
+
+  private async putOnHold(id: string): Promise<void> {
+    this.held.add(id);
+    await this.setHeld(id, true);
+  }
+
+  private async setHeld(id: string, held: boolean): Promise<void> {
+    try {
+      const env = await this.spool.readEnvelope(id);
+      if (held) env.held = true;
+      else delete env.held;
+      await this.spool.writeEnvelope(env);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      this.held.delete(id); // deleted meanwhile
+    }
   }
 
   /**
@@ -140,6 +201,7 @@ export class QueueManager {
       return true;
     }
     this.due.delete(id);
+    this.held.delete(id);
     this.arrived.delete(id);
     try {
       await this.spool.remove(id);
@@ -206,6 +268,10 @@ export class QueueManager {
       await this.spool.remove(id);
       this.arrived.delete(id);
       this.log.info({ event: 'removed', qid: id, delivered: next.recipients.filter((r) => r.status === 'delivered').length, failed: next.recipients.filter((r) => r.status === 'failed').length }, 'message done');
+    } else if (this.holding.delete(id)) {
+      // Put on hold during this attempt: what is left waits for `queue release`.
+      await this.spool.writeEnvelope({ ...next, held: true });
+      this.held.add(id);
     } else {
       await this.spool.writeEnvelope(next);
       if (!this.stopped) this.due.set(id, decision.next.at);

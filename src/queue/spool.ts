@@ -47,6 +47,8 @@ export interface Envelope {
   tlsRequiredNo?: true;
   /** Mail flow rules that fired at end of DATA (audit ones too), in order. */
   rules?: Array<{ name: string; mode: 'enforce' | 'audit' }>;
+  /** On hold (`queue hold`, Postfix's postsuper -h): kept, never attempted until released. */
+  held?: true;
 }
 
 /** The envelope format this code reads and writes. */

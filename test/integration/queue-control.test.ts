@@ -1,5 +1,6 @@
 // The queue commands act through the running daemon (SPEC §6): a message deleted while it is
-// being delivered is never written back by the attempt; retry does not rewrite envelopes; a
+// being delivered is never written back by the attempt; hold/release survive the attempt in
+// flight and retry; retry does not rewrite envelopes; a
 // second gateway on the same queue is refused. Without a daemon the commands act on the files.
 import fs from 'node:fs';
 import net from 'node:net';
@@ -88,6 +89,33 @@ describe('queue commands through the daemon', () => {
     expect((await runCli(['queue', 'retry', 'NOSUCHID0000', '--config', file], dir)).code).toBe(1);
   });
 
+  it('hold during an attempt holds what is left when it ends; retry leaves it; release makes it due at once', async () => {
+    const before = connections;
+    const id = await send('h@stall.test');
+    await until(() => connections > before, 5_000, 'the attempt to connect');
+    const hold = await runCli(['queue', 'hold', id, '--config', file], dir);
+    expect(hold.code).toBe(0);
+    expect(hold.stdout).toContain('1 message(s) put on hold');
+    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id, 10_000);
+    const envFile = path.join(dir, 'queue', `${id}.json`);
+    await until(() => JSON.parse(fs.readFileSync(envFile, 'utf8')).held === true, 3_000, 'the hold in the envelope');
+    expect((await runCli(['queue', 'list', '--config', file], dir)).stdout).toMatch(new RegExp(`${id}! .*\\(held\\)`));
+    const attempts = connections;
+    const retry = await runCli(['queue', 'retry', id, '--config', file], dir);
+    expect(retry.code).toBe(1);
+    expect(retry.stderr).toContain(`${id} is on hold`);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(connections).toBe(attempts); // not attempted while held
+    const release = await runCli(['queue', 'release', id, '--config', file], dir);
+    expect(release.stdout).toContain('1 message(s) released');
+    await until(() => connections > attempts, 5_000, 'an attempt after release');
+    expect(JSON.parse(fs.readFileSync(envFile, 'utf8')).held).toBeUndefined();
+    expect((await runCli(['queue', 'release', id, '--config', file], dir)).code).toBe(1); // not on hold any more
+    expect((await runCli(['queue', 'hold', '--config', file], dir)).code).toBe(2); // neither an id nor --all
+    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id && e.attempts === 2, 10_000);
+    expect((await runCli(['queue', 'delete', id, '--config', file], dir)).code).toBe(0);
+  });
+
   it('a second gateway on the same queue is refused before it touches the queue', async () => {
     const other = writePolicy(dir, { gateway: testGateway(dir, pki, { queue: { directory: path.join(dir, 'queue') } }) }, 'other.yaml');
     await expect(startGateway(other)).rejects.toThrow(/another gateway is running on the queue/);
@@ -100,6 +128,11 @@ describe('queue commands through the daemon', () => {
     expect(fs.existsSync(path.join(dir, 'queue', '.control.sock'))).toBe(true);
     const retry = await runCli(['queue', 'retry', id, '--config', file], dir);
     expect(retry.stdout).toContain('1 message(s) scheduled for immediate retry (no daemon is running: at its next start)');
+    // hold and release without a daemon: written in the envelope, read at the next start.
+    expect((await runCli(['queue', 'hold', '--all', '--config', file], dir)).stdout).toContain('1 message(s) put on hold');
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'queue', `${id}.json`), 'utf8')).held).toBe(true);
+    expect((await runCli(['queue', 'release', id, '--config', file], dir)).stdout).toContain('1 message(s) released');
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'queue', `${id}.json`), 'utf8')).held).toBeUndefined();
     const del = await runCli(['queue', 'delete', id, '--config', file], dir);
     expect(del.stdout).toContain(`deleted ${id}`);
     expect(fs.existsSync(path.join(dir, 'queue', `${id}.json`))).toBe(false);

@@ -24,7 +24,7 @@ const COMMANDS: Record<string, { synopsis: string; about: string }> = {
   },
   validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail" },
   queue: {
-    synopsis: 'queue list | show ID | retry [ID] | hold ID|--all | release ID|--all | delete ID [--config FILE]',
+    synopsis: 'queue list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID [--config FILE]',
     about: 'what waits for delivery (! after the id: on hold); retry, hold, release and delete act through the running daemon',
   },
   trace: {

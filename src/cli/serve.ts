@@ -85,8 +85,8 @@ export async function serve(args: string[]): Promise<void> {
   const handler: ControlHandler = {
     retry: (id) => manager.retry(id),
     delete: (id) => manager.delete(id),
-    hold: (id) => manager.hold(id),
-    release: (id) => manager.release(id),
+    hold: (id, destination) => manager.hold(id, destination),
+    release: (id, destination) => manager.release(id, destination),
     tlsReport: async (now) => {
       if (!policy.gateway.outbound.tlsReporting) throw new Error('TLS reporting is off (gateway.outbound.tlsReporting: false)');
       const day = now ? dayOf(new Date()) : dayOf(new Date(Date.now() - 86_400_000));

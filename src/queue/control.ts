@@ -11,7 +11,8 @@ import path from 'node:path';
 export const CONTROL_SOCKET = '.control.sock';
 
 export type ControlRequest =
-  | { op: 'retry' | 'hold' | 'release'; id: string | null }
+  | { op: 'retry'; id: string | null }
+  | { op: 'hold' | 'release'; id: string | null; destination: string | null }
   | { op: 'delete'; id: string }
   | { op: 'tls-report'; now: boolean };
 export type ControlReply = { ok: true; count: number; lines?: string[] } | { ok: false; error: string };
@@ -19,9 +20,9 @@ export type ControlReply = { ok: true; count: number; lines?: string[] } | { ok:
 export interface ControlHandler {
   retry(id: string | null): Promise<number>;
   /** Puts the message (null: every one) on hold; returns how many are held. */
-  hold(id: string | null): Promise<number>;
+  hold(id: string | null, destination: string | null): Promise<number>;
   /** Releases the held message (null: every one); returns how many. */
-  release(id: string | null): Promise<number>;
+  release(id: string | null, destination: string | null): Promise<number>;
   /** true when the message existed (deleted now, or as soon as its attempt in flight ends). */
   delete(id: string): Promise<boolean>;
   /** Sends TLS reports (today so far with `now`, else yesterday's); one line per rua. */
@@ -35,7 +36,9 @@ export function controlSocketPath(queueDir: string): string {
 function parseRequest(line: string): ControlRequest | null {
   try {
     const r = JSON.parse(line) as { op?: unknown; id?: unknown };
-    if ((r.op === 'retry' || r.op === 'hold' || r.op === 'release') && (r.id === null || typeof r.id === 'string')) return { op: r.op, id: r.id };
+    if (r.op === 'retry' && (r.id === null || typeof r.id === 'string')) return { op: 'retry', id: r.id };
+    const destination = (r as { destination?: unknown }).destination ?? null;
+    if ((r.op === 'hold' || r.op === 'release') && (r.id === null || typeof r.id === 'string') && (destination === null || typeof destination === 'string')) return { op: r.op, id: r.id, destination };
     if (r.op === 'delete' && typeof r.id === 'string') return { op: 'delete', id: r.id };
     if (r.op === 'tls-report' && typeof (r as { now?: unknown }).now === 'boolean') return { op: 'tls-report', now: (r as { now: boolean }).now };
   } catch {
@@ -54,7 +57,8 @@ async function answer(handler: ControlHandler, req: ControlRequest): Promise<Con
     const lines = await handler.tlsReport(req.now);
     return { ok: true, count: lines.length, lines };
   }
-  return { ok: true, count: await handler[req.op](req.id) }; // retry, hold, release
+  if (req.op === 'retry') return { ok: true, count: await handler.retry(req.id) };
+  return { ok: true, count: await handler[req.op](req.id, req.destination) }; // hold, release
 }
 
 /**

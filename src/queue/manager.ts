@@ -4,6 +4,7 @@
 // schedule.ts; this file performs it (files, timers, delivery calls, logs).
 import fsp from 'node:fs/promises';
 import { Limiter } from '../mail/limiter.js';
+import { domainOf, normalizeDomain } from '../mail/address.js';
 import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
 import type { Envelope, Spool } from './spool.js';
@@ -142,9 +143,10 @@ export class QueueManager {
    * so it survives a restart. A message in delivery is held when its attempt ends (if anything
    * is left to deliver). Returns how many.
    */
-  async hold(id: string | null): Promise<number> {
+  async hold(id: string | null, destination: string | null = null): Promise<number> {
     let n = 0;
-    for (const key of id ? [id] : [...this.due.keys(), ...this.running]) {
+    const keys = id ? [id] : await this.bound([...this.due.keys(), ...this.running], destination);
+    for (const key of keys) {
       if (this.running.has(key)) {
         this.holding.add(key);
         n++;
@@ -153,14 +155,15 @@ export class QueueManager {
         n++;
       } else if (this.held.has(key)) n++;
     }
-    this.log.info({ event: 'held', qid: id ?? undefined, messages: n }, id ? `${id} put on hold (queue hold)` : `${n} message(s) put on hold (queue hold)`);
+    this.log.info({ event: 'held', qid: id ?? undefined, destination: destination ?? undefined, messages: n }, id ? `${id} put on hold (queue hold)` : `${n} message(s) put on hold (queue hold)`);
     return n;
   }
 
   /** `queue release [ID]` (postsuper -H): held messages are due at once. Returns how many. */
-  async release(id: string | null): Promise<number> {
+  async release(id: string | null, destination: string | null = null): Promise<number> {
     let n = 0;
-    for (const key of id ? [id] : [...this.held, ...this.holding]) {
+    const keys = id ? [id] : await this.bound([...this.held, ...this.holding], destination);
+    for (const key of keys) {
       if (this.holding.delete(key)) n++;
       else if (this.held.delete(key)) {
         await this.setHeld(key, false);
@@ -168,9 +171,21 @@ export class QueueManager {
         n++;
       }
     }
-    this.log.info({ event: 'released', qid: id ?? undefined, messages: n }, id ? `${id} released (queue release)` : `${n} message(s) released (queue release)`);
+    this.log.info({ event: 'released', qid: id ?? undefined, destination: destination ?? undefined, messages: n }, id ? `${id} released (queue release)` : `${n} message(s) released (queue release)`);
     setImmediate(() => this.tick());
     return n;
+  }
+
+  /** The messages among `ids` with a recipient still to deliver at `domain` (all when null). */
+  private async bound(ids: string[], domain: string | null): Promise<string[]> {
+    if (domain === null) return ids;
+    const want = normalizeDomain(domain);
+    const out: string[] = [];
+    for (const id of ids) {
+      const env = await this.spool.readEnvelope(id).catch(() => null);
+      if (env?.recipients.some((r) => r.status === 'pending' && normalizeDomain(domainOf(r.address)) === want)) out.push(id);
+    }
+    return out;
   }
 
   private async putOnHold(id: string): Promise<void> {

@@ -89,11 +89,12 @@ describe('queue commands through the daemon', () => {
     expect((await runCli(['queue', 'retry', 'NOSUCHID0000', '--config', file], dir)).code).toBe(1);
   });
 
-  it('hold during an attempt holds what is left when it ends; retry leaves it; release makes it due at once', async () => {
+  it('hold --destination during an attempt holds what is left when it ends; retry leaves it; release makes it due at once', async () => {
     const before = connections;
     const id = await send('h@stall.test');
     await until(() => connections > before, 5_000, 'the attempt to connect');
-    const hold = await runCli(['queue', 'hold', id, '--config', file], dir);
+    expect((await runCli(['queue', 'hold', '--destination', 'elsewhere.test', '--config', file], dir)).stdout).toContain('0 message(s) put on hold');
+    const hold = await runCli(['queue', 'hold', '--destination', 'STALL.test', '--config', file], dir); // in any case, as domains are
     expect(hold.code).toBe(0);
     expect(hold.stdout).toContain('1 message(s) put on hold');
     await gw.waitFor((e) => e.event === 'deferred' && e.qid === id, 10_000);
@@ -112,6 +113,7 @@ describe('queue commands through the daemon', () => {
     expect(JSON.parse(fs.readFileSync(envFile, 'utf8')).held).toBeUndefined();
     expect((await runCli(['queue', 'release', id, '--config', file], dir)).code).toBe(1); // not on hold any more
     expect((await runCli(['queue', 'hold', '--config', file], dir)).code).toBe(2); // neither an id nor --all
+    expect((await runCli(['queue', 'hold', id, '--all', '--config', file], dir)).code).toBe(2); // both
     await gw.waitFor((e) => e.event === 'deferred' && e.qid === id && e.attempts === 2, 10_000);
     expect((await runCli(['queue', 'delete', id, '--config', file], dir)).code).toBe(0);
   });
@@ -129,6 +131,7 @@ describe('queue commands through the daemon', () => {
     const retry = await runCli(['queue', 'retry', id, '--config', file], dir);
     expect(retry.stdout).toContain('1 message(s) scheduled for immediate retry (no daemon is running: at its next start)');
     // hold and release without a daemon: written in the envelope, read at the next start.
+    expect((await runCli(['queue', 'hold', '--destination', 'elsewhere.test', '--config', file], dir)).stdout).toContain('0 message(s) put on hold');
     expect((await runCli(['queue', 'hold', '--all', '--config', file], dir)).stdout).toContain('1 message(s) put on hold');
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'queue', `${id}.json`), 'utf8')).held).toBe(true);
     expect((await runCli(['queue', 'release', id, '--config', file], dir)).stdout).toContain('1 message(s) released');

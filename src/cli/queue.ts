@@ -1,8 +1,8 @@
 // `connector-gateway queue`: list, show, retry, hold, release and delete queued messages.
 import { parseArgs } from 'node:util';
-import { Spool, isQueueId } from '../queue/spool.js';
-import { askDaemon } from '../queue/control.js';
-import { domainOf, normalizeDomain } from '../mail/address.js';
+import { Spool, isQueueId, pendingAt, type Envelope } from '../queue/spool.js';
+import { askDaemon, type ControlRequest } from '../queue/control.js';
+import { normalizeDomain } from '../mail/address.js';
 import { isValidDomainName } from '../policy/match.js';
 import { configPath, fail, loadOrExit } from './common.js';
 
@@ -25,29 +25,37 @@ export async function queue(args: string[]): Promise<void> {
   }
   if (sub === 'retry') {
     if (id && !isQueueId(id)) fail(`queue retry: "${id}" is not a queue id`);
-    const reply = await askDaemon(spool.dir, { op: 'retry', id: id ?? null });
-    let n: number;
-    if (reply) {
-      if (!reply.ok) fail(reply.error, 1);
-      n = reply.count;
-    } else n = await retryFiles(spool, id ?? null);
+    const { n, daemon } = await throughDaemon(spool, { op: 'retry', id: id ?? null }, () =>
+      editEnvelopes(spool, id ?? null, (env) => {
+        env.nextAttemptAt = new Date().toISOString();
+        return 'write';
+      }),
+    );
     if (id && n === 0) fail(`no message ${id} in ${spool.dir}`, 1);
-    process.stdout.write(`${n} message(s) scheduled for immediate retry${reply ? '' : ' (no daemon is running: at its next start)'}\n`);
+    process.stdout.write(`${n} message(s) scheduled for immediate retry${daemon ? '' : ' (no daemon is running: at its next start)'}\n`);
     return;
   }
   if (sub === 'hold' || sub === 'release') {
     const destination = values.destination ?? null;
-    if ([id, values.all || undefined, destination ?? undefined].filter((x) => x !== undefined).length !== 1) fail(`queue ${sub}: give one of a queue id, --destination DOMAIN or --all`);
+    if ([id !== undefined, values.all, destination !== null].filter(Boolean).length !== 1) fail(`queue ${sub}: give one of a queue id, --destination DOMAIN or --all`);
     if (id && !isQueueId(id)) fail(`queue ${sub}: "${id}" is not a queue id`);
     if (destination !== null && !isValidDomainName(normalizeDomain(destination))) fail(`queue ${sub}: "${destination}" is not a domain`);
-    const reply = await askDaemon(spool.dir, { op: sub, id: id ?? null, destination });
-    let n: number;
-    if (reply) {
-      if (!reply.ok) fail(reply.error, 1);
-      n = reply.count;
-    } else n = await holdFiles(spool, id ?? null, destination, sub === 'hold');
-    if (id && n === 0) fail(`no message ${id}${sub === 'release' ? ' on hold' : ''} in ${spool.dir}`, 1);
-    process.stdout.write(`${n} message(s) ${sub === 'hold' ? 'put on hold' : 'released'}\n`);
+    const hold = sub === 'hold';
+    const want = destination === null ? null : normalizeDomain(destination);
+    const { n } = await throughDaemon(spool, { op: sub, id: id ?? null, destination }, () =>
+      editEnvelopes(spool, id ?? null, (env) => {
+        if (want !== null && !pendingAt(env, want)) return 'skip';
+        if (Boolean(env.held) === hold) return hold ? 'count' : 'skip'; // already held: counted, as the daemon does
+        if (hold) env.held = true;
+        else {
+          delete env.held;
+          env.nextAttemptAt = new Date().toISOString(); // released: due at once
+        }
+        return 'write';
+      }),
+    );
+    if (id && n === 0) fail(`no message ${id}${hold ? '' : ' on hold'} in ${spool.dir}`, 1);
+    process.stdout.write(`${n} message(s) ${hold ? 'put on hold' : 'released'}\n`);
     return;
   }
   if (!['show', 'delete'].includes(sub)) fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID)`);
@@ -78,45 +86,29 @@ export async function queue(args: string[]): Promise<void> {
   fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID)`);
 }
 
-/** No daemon runs: the messages are made due now in their envelopes, for its next start. */
-async function retryFiles(spool: Spool, id: string | null): Promise<number> {
-  const ids = id ? [id] : (await spool.list()).map((e) => e.id);
-  let n = 0;
-  for (const t of ids) {
-    try {
-      const env = await spool.readEnvelope(t);
-      env.nextAttemptAt = new Date().toISOString();
-      await spool.writeEnvelope(env);
-      n++;
-    } catch {
-      // removed meanwhile, or not readable: nothing to retry
-    }
-  }
-  return n;
+/** Asks the running daemon; with none, `offline` acts on the files (nothing else touches them then). */
+async function throughDaemon(spool: Spool, req: ControlRequest, offline: () => Promise<number>): Promise<{ n: number; daemon: boolean }> {
+  const reply = await askDaemon(spool.dir, req);
+  if (!reply) return { n: await offline(), daemon: false };
+  if (!reply.ok) fail(reply.error, 1);
+  return { n: reply.count, daemon: true };
 }
 
-/** No daemon runs: the hold is set or cleared in the envelopes (a released one is due at once). */
-async function holdFiles(spool: Spool, id: string | null, destination: string | null, hold: boolean): Promise<number> {
-  const ids = id ? [id] : (await spool.list()).map((e) => e.id);
-  const want = destination === null ? null : normalizeDomain(destination);
+/**
+ * No daemon runs: `edit` changes envelopes in place — the one of `id`, or every one — and says
+ * whether the message is written back and counted, only counted, or skipped. Returns the count.
+ */
+async function editEnvelopes(spool: Spool, id: string | null, edit: (env: Envelope) => 'write' | 'count' | 'skip'): Promise<number> {
+  const envelopes = id ? await spool.readEnvelope(id).then((e) => [e], () => []) : await spool.list();
   let n = 0;
-  for (const t of ids) {
+  for (const env of envelopes) {
+    const what = edit(env);
+    if (what === 'skip') continue;
     try {
-      const env = await spool.readEnvelope(t);
-      if (want !== null && !env.recipients.some((r) => r.status === 'pending' && normalizeDomain(domainOf(r.address)) === want)) continue;
-      if (Boolean(env.held) === hold) {
-        if (hold) n++; // already held: counted, as the daemon does
-        continue;
-      }
-      if (hold) env.held = true;
-      else {
-        delete env.held;
-        env.nextAttemptAt = new Date().toISOString();
-      }
-      await spool.writeEnvelope(env);
+      if (what === 'write') await spool.writeEnvelope(env);
       n++;
     } catch {
-      // removed meanwhile, or not readable
+      // removed meanwhile, or not writable: not counted
     }
   }
   return n;

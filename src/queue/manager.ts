@@ -4,10 +4,10 @@
 // schedule.ts; this file performs it (files, timers, delivery calls, logs).
 import fsp from 'node:fs/promises';
 import { Limiter } from '../mail/limiter.js';
-import { domainOf, normalizeDomain } from '../mail/address.js';
+import { normalizeDomain } from '../mail/address.js';
 import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
-import type { Envelope, Spool } from './spool.js';
+import { pendingAt, type Envelope, type Spool } from './spool.js';
 import { afterAttempt, dsnReturns, planAttempt, type AttemptResult, type RecipientEvent } from './schedule.js';
 import type { DeliveryJob } from '../delivery/client.js';
 import { outcomes, type RecipientOutcome } from '../delivery/status.js';
@@ -183,7 +183,7 @@ export class QueueManager {
     const out: string[] = [];
     for (const id of ids) {
       const env = await this.spool.readEnvelope(id).catch(() => null);
-      if (env?.recipients.some((r) => r.status === 'pending' && normalizeDomain(domainOf(r.address)) === want)) out.push(id);
+      if (env && pendingAt(env, want)) out.push(id);
     }
     return out;
   }

@@ -7,6 +7,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { domainOf, normalizeDomain } from '../mail/address.js';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed';
 
@@ -49,6 +50,11 @@ export interface Envelope {
   rules?: Array<{ name: string; mode: 'enforce' | 'audit' }>;
   /** On hold (`queue hold`, Postfix's postsuper -h): kept, never attempted until released. */
   held?: true;
+}
+
+/** Whether the message still has a recipient to deliver at `domain` (normalized by the caller). */
+export function pendingAt(env: Envelope, domain: string): boolean {
+  return env.recipients.some((r) => r.status === 'pending' && normalizeDomain(domainOf(r.address)) === domain);
 }
 
 /** The envelope format this code reads and writes. */

@@ -110,7 +110,9 @@ export class QueueManager {
         .finally(() => {
           this.running.delete(id);
           // Put on hold during an attempt that then failed to run: hold it now.
-          if (this.holding.delete(id) && this.due.delete(id)) void this.putOnHold(id);
+          if (this.holding.delete(id) && this.due.delete(id)) {
+            this.putOnHold(id).catch((e: Error) => this.log.error({ event: 'queue-error', qid: id, err: e.message }, 'cannot write the hold into the envelope; held until restart'));
+          }
           // Deleted during an attempt that then failed: remove it now rather than retry it.
           if (this.deleting.delete(id)) {
             this.due.delete(id);

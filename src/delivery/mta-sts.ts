@@ -158,16 +158,17 @@ export class StsPolicies {
   /** The policy in force for a domain now (RFC 8461 §5.1), or why there is none. */
   async forDomain(domain: string, now = Date.now()): Promise<StsResult> {
     const cached = await this.cached(domain, now);
+    // When anything fails, a cached policy within its max_age stays in force (RFC 8461 §5.1).
+    const orCached = (why: string): StsResult => (cached ? { policy: cached.policy, id: cached.id, source: 'cached' } : { policy: null, why });
     let record: ReturnType<typeof parseStsRecord>;
     try {
       record = parseStsRecord(await this.dns.txt(`_mta-sts.${domain}`));
     } catch (e) {
-      // DNS failed: a policy in its max_age stays in force.
-      return cached ? { policy: cached.policy, id: cached.id, source: 'cached' } : { policy: null, why: `TXT _mta-sts.${domain}: ${(e as Error).message}` };
+      return orCached(`TXT _mta-sts.${domain}: ${(e as Error).message}`);
     }
     if (record && 'error' in record) this.report({ event: 'mta-sts', domain, result: 'invalid-record', detail: record.error });
     if (!record || 'error' in record) {
-      return cached ? { policy: cached.policy, id: cached.id, source: 'cached' } : { policy: null, why: record ? record.error : 'no MTA-STS record' };
+      return orCached(record ? record.error : 'no MTA-STS record');
     }
     if (cached && cached.id === record.id) return { policy: cached.policy, id: cached.id, source: 'cached' };
     let text: string;
@@ -175,12 +176,12 @@ export class StsPolicies {
       text = await this.fetch(domain, this.dns.lookup);
     } catch (e) {
       this.report({ event: 'mta-sts', domain, result: cached ? 'refetch-failed' : 'fetch-failed', detail: (e as Error).message, id: record.id });
-      return cached ? { policy: cached.policy, id: cached.id, source: 'cached' } : { policy: null, why: `policy fetch failed: ${(e as Error).message}` };
+      return orCached(`policy fetch failed: ${(e as Error).message}`);
     }
     const policy = parseStsPolicy(text);
     if ('error' in policy) {
       this.report({ event: 'mta-sts', domain, result: 'invalid-policy', detail: policy.error, id: record.id });
-      return cached ? { policy: cached.policy, id: cached.id, source: 'cached' } : { policy: null, why: `invalid policy: ${policy.error}` };
+      return orCached(`invalid policy: ${policy.error}`);
     }
     await this.store({ domain, id: record.id, policy, fetchedAt: new Date(now).toISOString(), expiresAt: new Date(now + policy.maxAge * 1000).toISOString() });
     this.report({ event: 'mta-sts', domain, result: 'fetched', id: record.id, mode: policy.mode });

@@ -14,29 +14,40 @@ import { trace } from './trace.js';
 // of concurrent sessions. Must be set before the pool's first use.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
-/** One entry a command: its synopsis and what it does (`help COMMAND`, `COMMAND --help`). */
-const COMMANDS: Record<string, { synopsis: string; about: string }> = {
-  serve: { synopsis: 'serve [--config FILE]', about: 'run the daemon (the default command); SIGHUP or a saved file reloads the policy, SIGTERM stops' },
-  check: { synopsis: 'check [--config FILE]', about: 'validate the policy: errors and warnings as file:line:column with a fix; exit 0 ok, 1 errors' },
+interface Command {
+  synopsis: string;
+  about: string;
+  /** What runs it (none for `help`, which main answers itself). */
+  run?: (args: string[]) => void | Promise<void>;
+}
+
+/** One entry a command: its synopsis, what it does (`help COMMAND`, `COMMAND --help`), its code. */
+const COMMANDS: Record<string, Command> = {
+  serve: { synopsis: 'serve [--config FILE]', about: 'run the daemon (the default command); SIGHUP or a saved file reloads the policy, SIGTERM stops', run: serve },
+  check: { synopsis: 'check [--config FILE]', about: 'validate the policy: errors and warnings as file:line:column with a fix; exit 0 ok, 1 errors', run: check },
   explain: {
     synopsis: 'explain --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…] [--header "Name: value"…] [--size SIZE] [--config FILE]',
     about: 'which connectors, rules and security apply and what the gateway would answer; exit 0 accepted, 3 refused',
+    run: explain,
   },
-  validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail" },
+  validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail", run: validate },
   queue: {
     synopsis: 'queue list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID [--config FILE]',
     about: 'what waits for delivery (! after the id: on hold); retry, hold, release and delete act through the running daemon',
+    run: queue,
   },
   trace: {
     synopsis: 'trace [--sender A] [--recipient A] [--message-id ID] [--queue-id ID] [--since T] [--until T] [--status S] [--limit N] [--json] [--config FILE]',
     about: 'the message trace: one line per message, or the timeline of one (--queue-id); T: 2026-11-24, 2026-11-24T10:00Z or 24h (ago)',
+    run: trace,
   },
-  'tls-report': { synopsis: 'tls-report send [--now] [--config FILE]', about: 'send RFC 8460 TLS reports now (--now: today so far, else yesterday)' },
+  'tls-report': { synopsis: 'tls-report send [--now] [--config FILE]', about: 'send RFC 8460 TLS reports now (--now: today so far, else yesterday)', run: tlsReport },
   import: {
     synopsis: 'import --exchange FILE [FILE…]',
     about: 'a policy on stdout from the ConvertTo-Json output of Get-InboundConnector, Get-OutboundConnector, Get-AcceptedDomain, Get-SendConnector, Get-ReceiveConnector; what cannot be mapped is listed as comments',
+    run: importPolicy,
   },
-  'dev-certs': { synopsis: 'dev-certs [--dir DIR] [--hostname NAME] [--force]', about: 'create a development CA, gateway certificate and client certificates' },
+  'dev-certs': { synopsis: 'dev-certs [--dir DIR] [--hostname NAME] [--force]', about: 'create a development CA, gateway certificate and client certificates', run: devCerts },
   help: { synopsis: 'help [COMMAND]', about: 'this text, or one command\'s' },
 };
 
@@ -52,8 +63,11 @@ The policy file is --config, else $GATEWAY_CONFIG, else config/gateway.yaml.
 Exit codes: 0 success; 1 the policy has errors or the work failed; 2 a usage error;
 3 explain: the gateway would refuse the message.`;
 
+/** The command of that name (own entries only: "constructor" is not a command). */
+const command = (name: string): Command | undefined => (Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined);
+
 function commandHelp(name: string): string {
-  const c = COMMANDS[name];
+  const c = command(name);
   if (!c) fail(`no command "${name}"\n${USAGE}`);
   return `usage: connector-gateway ${c.synopsis}\n\n${c.about}\n`;
 }
@@ -68,41 +82,21 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(commandHelp(rest[0]));
     return;
   }
-  if (cmd && cmd in COMMANDS && (rest.includes('--help') || rest.includes('-h'))) {
+  if (cmd && command(cmd) && (rest.includes('--help') || rest.includes('-h'))) {
     process.stdout.write(commandHelp(cmd));
     return;
   }
   // parseArgs would quietly keep the last of two --config: a policy must not be picked by accident.
   if (argv.filter((a) => a === '--config' || a.startsWith('--config=')).length > 1) throw usageError('--config is given more than once');
-  switch (cmd) {
-    case undefined:
-    case 'serve':
-      return serve(rest);
-    case 'check':
-      return check(rest);
-    case 'explain':
-      return explain(rest);
-    case 'validate':
-      return validate(rest);
-    case 'queue':
-      return queue(rest);
-    case 'dev-certs':
-      return devCerts(rest);
-    case 'tls-report':
-      return tlsReport(rest);
-    case 'import':
-      return importPolicy(rest);
-    case 'trace':
-      return trace(rest);
-    case '-h':
-    case '--help':
-    case 'help':
-      process.stdout.write(USAGE + '\n');
-      return;
-    default:
-      if (cmd.startsWith('--')) return serve(argv);
-      fail(`unknown command "${cmd}"\n${USAGE}`);
+  if (cmd === undefined) return serve(rest);
+  if (cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return;
   }
+  const run = command(cmd)?.run;
+  if (run) return run(rest);
+  if (cmd.startsWith('--')) return serve(argv);
+  fail(`unknown command "${cmd}"\n${USAGE}`);
 }
 
 main(process.argv.slice(2)).catch((e: Error & { code?: string }) => {

@@ -125,7 +125,8 @@ export async function serve(args: string[]): Promise<void> {
     log.flush();
     fail(`cannot start: ${(e as Error).message}`, 1);
   }
-  await manager.start(recovered.ids);
+  // Listening already: the queue is read in the background (a large backlog delays no new mail).
+  void manager.start(recovered.ids);
   reporter.start();
   ready = true;
   logOutboundSecurity(log, policy);

@@ -22,6 +22,8 @@ export interface RecipientOutcome {
    * the connector's tlsSettings / opportunistic TLS. Absent for smart-host routes.
    */
   security?: 'dane' | 'dane-encrypt' | 'dane-none' | 'mta-sts-enforce' | 'mta-sts-testing' | 'tlsSettings';
+  /** Every next hop was unusable (no transaction took place): the destination may be dead (queue/destinations.ts). */
+  unreachable?: true;
 }
 
 /** Why a next hop (or every next hop) could not be used. */
@@ -85,7 +87,13 @@ export const outcomes = {
    */
   requireTlsUnmet: (f: HopFailure): RecipientOutcome => ({ status: 'failed', code: '5.7.30', detail: `REQUIRETLS support required: ${f.detail}` }),
   /** Every next hop failed: the last failure stands for the attempt. */
-  hopsFailed: (f: HopFailure): RecipientOutcome => ({ status: 'deferred', code: f.code, detail: f.detail }),
+  hopsFailed: (f: HopFailure): RecipientOutcome => ({ status: 'deferred', code: f.code, detail: f.detail, unreachable: true }),
+  /** Not tried: the destination is dead (queue/destinations.ts); its last failure stands. */
+  notAttempted: (destination: string, since: number, last: { code: string; detail: string }): RecipientOutcome => ({
+    status: 'deferred',
+    code: last.code,
+    detail: `not attempted: ${destination} unreachable since ${new Date(since).toISOString()} (${last.detail})`,
+  }),
   /** A next hop took the transaction but said nothing about this recipient. */
   noReply: (remote: string): RecipientOutcome => ({ status: 'deferred', code: '4.0.0', detail: `${remote}: no reply for this recipient`, remote }),
   /** The delivery code failed unexpectedly (a bug, or the spool file vanished). */

@@ -204,6 +204,7 @@ export class Spool {
   async recover(): Promise<{ ids: string[]; removed: string[] }> {
     await fsp.mkdir(this.dir, { recursive: true });
     const names = await fsp.readdir(this.dir);
+    const present = new Set(names);
     const envelopes = new Set(names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)));
     const removed: string[] = [];
     for (const n of names) {
@@ -214,7 +215,7 @@ export class Spool {
       }
     }
     for (const id of envelopes) {
-      if (!names.includes(`${id}.eml`)) {
+      if (!present.has(`${id}.eml`)) {
         // An envelope without content cannot be delivered; keep it visible rather than drop it.
         removed.push(`${id}.json (content missing, moved aside)`);
         await fsp.rename(this.envelopePath(id), path.join(this.dir, `${id}.json.corrupt`)).catch(() => {});

@@ -54,6 +54,11 @@ afterAll(async () => {
   stall?.close();
 });
 
+/** The stalling hop's failures make its destination dead: `queue retry` (postqueue -f) forgets that, so the next message is tried. */
+async function forgetDeadDestinations(): Promise<void> {
+  expect((await runCli(['queue', 'retry', '--config', file], dir)).code).toBe(0);
+}
+
 describe('queue commands through the daemon', () => {
   it('delete during a delivery attempt: the message does not come back when the attempt ends', async () => {
     const id = await send('a@stall.test');
@@ -71,6 +76,7 @@ describe('queue commands through the daemon', () => {
   });
 
   it('retry makes a waiting message due at once without rewriting its envelope; delete of a waiting one is immediate', async () => {
+    await forgetDeadDestinations();
     const id = await send('b@stall.test');
     await gw.waitFor((e) => e.event === 'deferred' && e.qid === id, 10_000);
     const envFile = path.join(dir, 'queue', `${id}.json`);
@@ -90,6 +96,7 @@ describe('queue commands through the daemon', () => {
   });
 
   it('hold --destination during an attempt holds what is left when it ends; retry leaves it; release makes it due at once', async () => {
+    await forgetDeadDestinations();
     const before = connections;
     const id = await send('h@stall.test');
     await until(() => connections > before, 5_000, 'the attempt to connect');
@@ -109,8 +116,13 @@ describe('queue commands through the daemon', () => {
     expect(connections).toBe(attempts); // not attempted while held
     const release = await runCli(['queue', 'release', id, '--config', file], dir);
     expect(release.stdout).toContain('1 message(s) released');
-    await until(() => connections > attempts, 5_000, 'an attempt after release');
+    // Due at once — and its destination failed the last attempt, so it waits without a connection
+    // until the operator's retry (or the destination's probe) tries it.
+    await gw.waitFor((e) => e.event === 'parked' && e.qid === id, 5_000);
+    expect(connections).toBe(attempts);
     expect(JSON.parse(fs.readFileSync(envFile, 'utf8')).held).toBeUndefined();
+    expect((await runCli(['queue', 'retry', id, '--config', file], dir)).code).toBe(0);
+    await until(() => connections > attempts, 5_000, 'an attempt after retry');
     expect((await runCli(['queue', 'release', id, '--config', file], dir)).code).toBe(1); // not on hold any more
     expect((await runCli(['queue', 'hold', '--config', file], dir)).code).toBe(2); // neither an id nor --all
     expect((await runCli(['queue', 'hold', id, '--all', '--config', file], dir)).code).toBe(2); // both
@@ -124,6 +136,7 @@ describe('queue commands through the daemon', () => {
   });
 
   it('without a daemon the commands act on the files; a socket left by a killed daemon is replaced', async () => {
+    await forgetDeadDestinations();
     const id = await send('c@stall.test');
     await gw.waitFor((e) => e.event === 'deferred' && e.qid === id, 10_000);
     await gw.kill9();

@@ -288,6 +288,7 @@ export class QueueManager {
   private parkDue(e: Entry): void {
     this.park(e);
     const h = this.health.get(e.dest);
+    if (h?.state === 'dead') this.probeLater(e.dest, h.probeAt);
     this.log.info({ event: 'parked', qid: e.id, destination: e.dest, result: h?.last ? `${h.last.code} ${h.last.detail}` : undefined }, `delivery to ${e.dest} suspended: it is unreachable; the message waits for it to come back`);
   }
 
@@ -357,16 +358,22 @@ export class QueueManager {
     }
     this.log.warn({ event: event.event, destination: dest, failures: event.failures, nextProbe: new Date(event.probeAt).toISOString(), result: `${health.last?.code} ${health.last?.detail}` }, `${dest} unreachable: its messages wait without being tried; next probe at ${new Date(event.probeAt).toISOString()}`);
     this.clearProbe(dest);
-    const t = setTimeout(() => this.probe(dest), Math.max(0, event.probeAt - Date.now()));
-    t.unref();
-    this.probeTimers.set(dest, t);
+    this.probeLater(dest, event.probeAt);
   }
 
-  /** A dead destination's probe time: its oldest parked message is tried (dispatch admits it as the probe). */
+  /** A dead destination's probe time: its oldest parked message is tried. */
   private probe(dest: string): void {
     this.probeTimers.delete(dest);
     const first = this.parked.get(dest)?.values().next().value;
-    if (first) this.ready1(first, 'normal');
+    if (first) this.ready1(first, 'probe');
+  }
+
+  /** Every dead destination with parked messages has its probe coming. */
+  private probeLater(dest: string, at: number): void {
+    if (this.probeTimers.has(dest) || this.stopped) return;
+    const t = setTimeout(() => this.probe(dest), Math.max(0, at - Date.now()));
+    t.unref();
+    this.probeTimers.set(dest, t);
   }
 
   private clearProbe(dest: string): void {

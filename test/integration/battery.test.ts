@@ -421,7 +421,9 @@ describe('downstream outage', () => {
         expect(await c.data(`Subject: outage ${i}\r\n\r\nbody\r\n.\r\n`)).toMatch(/^250 2\.6\.0/);
         c.close();
       }
-      await until(() => gw.events('deferred').filter((e) => e.code === '4.4.316').length >= 10, 10_000, 'connection-refused deferrals');
+      // The first attempt finds the host dead; the others wait for it without a connection each.
+      await until(() => gw.events('deferred').filter((e) => e.code === '4.4.316').length + gw.events('parked').length >= 10, 10_000, 'connection-refused deferrals');
+      expect(gw.events('destination-dead')).toHaveLength(1);
       // The host comes back without STARTTLS first: nothing may be sent to it.
       const plain = await startSink({ port, noStartTls: true });
       await until(() => gw.events('deferred').some((e) => e.code === '4.4.317'), 10_000, 'TLS-not-offered deferrals');

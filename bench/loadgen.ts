@@ -25,6 +25,9 @@ function body(id: string): string {
   return b + '.\r\n';
 }
 
+/** When each 250 came (ms since the epoch): the acceptance of the first and last tenths. */
+const acceptedAt: number[] = [];
+
 async function session(k: number, latencies: number[], errors: string[]): Promise<number> {
   let ok = 0;
   // Spread sources over 127.0.x.y so per-IP limits are those of real, distinct clients.
@@ -57,8 +60,10 @@ async function session(k: number, latencies: number[], errors: string[]): Promis
     c.write(body(id));
     const r = await c.reply();
     latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    if (r.startsWith('250')) ok++;
-    else errors.push(`${id}: ${r}`);
+    if (r.startsWith('250')) {
+      ok++;
+      acceptedAt.push(Date.now());
+    } else errors.push(`${id}: ${r}`);
   }
   await c.cmd('QUIT').catch(() => '');
   c.close();
@@ -105,8 +110,17 @@ async function main(): Promise<void> {
   latencies.sort((x, y) => x - y);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
   process.stdout.write(
-    JSON.stringify({ accepted: counts.reduce((s, n) => s + n, 0), errors: errors.length, firstErrors: errors.slice(0, 5), start, end, p50: pct(50), p99: pct(99) }) + '\n',
+    JSON.stringify({ accepted: counts.reduce((s, n) => s + n, 0), errors: errors.length, firstErrors: errors.slice(0, 5), start, end, p50: pct(50), p99: pct(99), ...tenths(start, end) }) + '\n',
   );
 }
 
 void main();
+
+/** msgs/s over the first and the last tenth of the messages accepted. */
+function tenths(start: number, end: number): { firstTenthPerSec: number; lastTenthPerSec: number } {
+  const n = acceptedAt.length;
+  const tenth = Math.max(1, Math.floor(n / 10));
+  const firstEnd = acceptedAt[tenth - 1] ?? end;
+  const lastStart = acceptedAt[n - tenth - 1] ?? start;
+  return { firstTenthPerSec: tenth / (Math.max(1, firstEnd - start) / 1000), lastTenthPerSec: tenth / (Math.max(1, end - lastStart) / 1000) };
+}

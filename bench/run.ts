@@ -2,6 +2,7 @@
 // plus an idle-TLS memory scenario and a policy micro-benchmark. Loopback only, bounded.
 //   node dist-bench/bench/run.js [--sessions 50] [--messages 20] [--size 10240] [--idle 2000]
 //                                [--no-postfix] [--connectors 10000] [--ranges 100000]
+//                                [--backlog 10000] [--only-backlog]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -10,10 +11,11 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { configurePostfix, ensurePostfixInstalled, startPostfix, stopPostfix } from './postfix.js';
+import { configurePostfix, ensurePostfixInstalled, POSTFIX_DIR, startPostfix, stopPostfix } from './postfix.js';
 import { policyMicroBenchmark } from './policy-micro.js';
 import { securityMicroBenchmark, type SecurityFigures } from './security-micro.js';
 import { traceMicroBenchmark, type TraceFigures } from './trace-micro.js';
+import { backlogScenario, type BacklogFigures, type BacklogKit, type BacklogTarget, type LoadResult, type SinkDone } from './backlog.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const HERE = import.meta.dirname;
@@ -32,6 +34,8 @@ const { values: opt } = parseArgs({
     'node-flags': { type: 'string', default: '' }, // extra node flags for the gateway process (experiments)
     'idle-seconds': { type: 'string', default: '20' }, // how long the idle sessions are held and RSS sampled
     trace: { type: 'string', default: 'on' }, // the message trace store: on (production's default) | off
+    backlog: { type: 'string', default: '10000' }, // messages in the backlog scenario (0: skip it)
+    'only-backlog': { type: 'boolean', default: false },
   },
 });
 const SESSIONS = Number(opt.sessions);
@@ -226,9 +230,9 @@ async function loadAndMeasure(port: number, sink: ChildProcess, rootPid: number,
   };
 }
 
-function startSink(port: number, certs: ReturnType<typeof makeCerts>): Promise<ChildProcess> {
+function startSink(port: number, certs: ReturnType<typeof makeCerts>, expect = TOTAL): Promise<ChildProcess> {
   const sink = track(spawn(process.execPath, [path.join(HERE, 'sink.js')], {
-    env: { ...process.env, SINK: JSON.stringify({ port, cert: certs.sinkCert, key: certs.sinkKey, expect: TOTAL }) },
+    env: { ...process.env, SINK: JSON.stringify({ port, cert: certs.sinkCert, key: certs.sinkKey, expect }) },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   }));
   return waitLine(sink, (o) => o.listening === port, 10_000, 'the sink').then(() => sink);
@@ -275,8 +279,149 @@ async function stopGateway(gw: ChildProcess): Promise<void> {
   await exited;
 }
 
+// ---- the backlog scenario (bench/backlog.ts), for the gateway and for Postfix --------------
+
+function backlogKit(certs: ReturnType<typeof makeCerts>, sinkPort: number): BacklogKit {
+  return {
+    ca: certs.ca,
+    sinkPort,
+    load: async (port, total) => {
+      const sessions = 20;
+      const lg = track(
+        spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
+          env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'send', port, sessions, messages: Math.ceil(total / sessions), size: 4096, ca: certs.ca, to: 'rcpt@bench.test' }) },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        }),
+      );
+      return (await waitLine(lg, (o) => 'accepted' in o, 3_600_000, 'the load generator')) as unknown as LoadResult;
+    },
+    sink: async (expect) => {
+      const sink = await startSink(sinkPort, certs, expect);
+      const done = waitLine(sink, (o) => typeof o.done === 'number', 3_600_000, 'the sink to receive the backlog') as unknown as Promise<SinkDone>;
+      return { done, stop: () => sink.kill('SIGTERM') };
+    },
+  };
+}
+
+type Startable = BacklogTarget & { init: () => Promise<void> };
+
+function gatewayTarget(certs: ReturnType<typeof makeCerts>, sinkPort: number): Startable {
+  const dir = path.join(work, 'backlog-gateway');
+  fs.mkdirSync(dir, { recursive: true });
+  let gw: ChildProcess | null = null;
+  let file = '';
+  const target: Startable = {
+    name: 'gateway',
+    port: 0,
+    init: async () => {
+      target.port = await freePort();
+      file = gatewayPolicy(target.port, sinkPort, certs, dir, await freePort());
+    },
+    start: async () => {
+      gw = await startGateway(file, dir, target.port);
+    },
+    stop: async () => {
+      if (gw) await stopGateway(gw);
+      gw = null;
+    },
+    loaded: async () => {
+      while (!fs.readFileSync(path.join(dir, 'gateway.log'), 'utf8').includes('"event":"queue-loaded"')) await new Promise((r) => setTimeout(r, 100));
+    },
+    flush: async () => {
+      execFileSync(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'queue', 'retry', '--config', file], { stdio: 'ignore' });
+    },
+    rssMb: () => (gw?.pid ? statusKb(gw.pid, 'VmRSS') / 1024 : 0),
+  };
+  return target;
+}
+
+function postfixTarget(certs: ReturnType<typeof makeCerts>, sinkPort: number): Startable {
+  let master = 0;
+  const target: Startable = {
+    name: 'Postfix',
+    port: 0,
+    init: async () => {
+      ensurePostfixInstalled();
+      target.port = await freePort();
+      configurePostfix({ port: target.port, sinkPort, cert: certs.cert, key: certs.key, ca: certs.ca, sinkName: 'sink.bench.test' });
+    },
+    start: async () => {
+      master = startPostfix();
+      await waitPort(target.port);
+    },
+    stop: async () => {
+      stopPostfix();
+      while (master && fs.existsSync(`/proc/${master}`)) await new Promise((r) => setTimeout(r, 50));
+    },
+    loaded: async () => {},
+    flush: async () => {
+      execFileSync('postqueue', ['-c', POSTFIX_DIR, '-f'], { stdio: 'ignore' });
+    },
+    rssMb: () => treeRssMb(master),
+  };
+  return target;
+}
+
+async function backlog(certs: ReturnType<typeof makeCerts>, n: number): Promise<{ gateway: BacklogFigures; postfix?: BacklogFigures }> {
+  const sinkPort = await freePort();
+  const kit = backlogKit(certs, sinkPort);
+  const g = gatewayTarget(certs, sinkPort);
+  await g.init();
+  const gateway = await backlogScenario(g, kit, n);
+  if (opt['no-postfix']) return { gateway };
+  const p = postfixTarget(certs, sinkPort);
+  await p.init();
+  try {
+    return { gateway, postfix: await backlogScenario(p, kit, n) };
+  } finally {
+    stopPostfix();
+  }
+}
+
+function printBacklog(b: { gateway: BacklogFigures; postfix?: BacklogFigures }): string[] {
+  const g = b.gateway;
+  const p = b.postfix;
+  const f = (n: number | undefined, d = 0) => (n === undefined || Number.isNaN(n) ? '—' : n.toFixed(d));
+  const met = (ok: boolean) => (ok ? 'met' : 'NOT MET');
+  const rows: Array<[string, keyof BacklogFigures, number]> = [
+    ['acceptance, first tenth (msgs/s)', 'firstTenthPerSec', 0],
+    ['acceptance, last tenth (msgs/s)', 'lastTenthPerSec', 0],
+    ['restart → first 250 (ms)', 'restartToFirst250Ms', 0],
+    [`RSS with the backlog waiting (MB)`, 'rssWaitingMb', 0],
+    ['connections to the dead next hop', 'deadHopConnections', 0],
+    ['  over (s)', 'deadHopSeconds', 0],
+    ['drain after the flush (msgs/s)', 'drainPerSec', 0],
+    ['delivered / unique / duplicates', 'delivered', 0],
+  ];
+  const cell = (x: BacklogFigures | undefined, k: keyof BacklogFigures, d: number) => (k === 'delivered' ? (x ? `${x.delivered} / ${x.unique} / ${x.duplicates}` : '—') : f(x?.[k], d));
+  const expected = g.accepted + 1;
+  // The bench policy's retry intervals start at 1 minute: the first attempt, then a probe a minute.
+  const allowed = 2 + Math.floor(g.deadHopSeconds / 60);
+  return [
+    '',
+    `backlog: ${g.messages} messages × 4 KB while the next hop is down, restart, then the next hop back and the queue flushed`,
+    '| figure | gateway | Postfix |',
+    '|---|---:|---:|',
+    ...rows.map(([label, k, d]) => `| ${label} | ${cell(g, k, d)} | ${cell(p, k, d)} |`),
+    '',
+    'targets (issue 13, backlog):',
+    `  last tenth >= 0.9 x first tenth: ${f(g.lastTenthPerSec / g.firstTenthPerSec, 2)} x — ${met(g.lastTenthPerSec >= 0.9 * g.firstTenthPerSec)}`,
+    `  restart → first 250 <= 1 s: ${f(g.restartToFirst250Ms)} ms — ${met(g.restartToFirst250Ms <= 1000)}`,
+    `  drain >= 1.5 x Postfix: ${p ? `${f(g.drainPerSec / p.drainPerSec, 2)} x — ${met(g.drainPerSec >= 1.5 * p.drainPerSec)}` : '— (Postfix not run)'}`,
+    `  RSS <= 200 MB with ${g.messages} waiting: ${f(g.rssWaitingMb)} MB — ${met(g.rssWaitingMb <= 200)}${g.messages < 100_000 ? ' (the target is at 100,000: --backlog 100000)' : ''}`,
+    `  at most one connection per retry interval to the dead next hop (+ the first attempt and a probe): ${g.deadHopConnections} in ${f(g.deadHopSeconds)} s (allowed ${allowed}) — ${met(g.deadHopConnections <= allowed)}`,
+    `  every accepted Message-ID exactly once: ${g.unique} of ${expected}, ${g.duplicates} duplicates — ${met(g.unique === expected && g.duplicates === 0 && g.delivered === expected)}`,
+  ];
+}
+
 async function main(): Promise<void> {
   const certs = makeCerts();
+  if (opt['only-backlog']) {
+    const b = await backlog(certs, Number(opt.backlog));
+    process.stdout.write(printBacklog(b).join('\n') + '\n\n' + JSON.stringify(b, null, 2) + '\n');
+    fs.rmSync(work, { recursive: true, force: true });
+    process.exit(0);
+  }
   const results: Record<string, unknown> = {
     machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
     date: new Date().toISOString(),
@@ -370,6 +515,7 @@ async function main(): Promise<void> {
   results.policy = await policyMicroBenchmark(Number(opt.connectors), Number(opt.ranges));
   results.security = await securityMicroBenchmark().catch((e: Error) => ({ skipped: e.message }));
   results.trace = traceMicroBenchmark();
+  if (Number(opt.backlog) > 0) results.backlog = await backlog(certs, Number(opt.backlog));
   print(results);
   fs.rmSync(work, { recursive: true, force: true });
   process.exit(0);
@@ -447,6 +593,7 @@ function print(r: Record<string, unknown>): void {
     `  mail flow rules <= 5 us per message with ${pol.rules} rules (no header patterns; issue 14): ${f(pol.rulesNs / 1000, 2)} us — ${met(pol.rulesNs <= 5000)}`,
     ...(tr ? [`  trace search over ${tr.messages} messages < 200 ms (issue 15): slowest ${f(Math.max(...Object.values(tr.searchMs)), 1)} ms — ${met(Math.max(...Object.values(tr.searchMs)) < 200)}`] : []),
   );
+  if (r.backlog) out.push(...printBacklog(r.backlog as { gateway: BacklogFigures; postfix?: BacklogFigures }));
   process.stdout.write(out.join('\n') + '\n\n' + JSON.stringify(r, null, 2) + '\n');
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The integration tests drive the gateway with swaks, check its TLS with testssl.sh, and run
 # real DNSSEC (zones signed by ldns-signzone, served by nsd, validated by unbound) for DANE
-# (Debian packages). Install them when missing.
+# (Debian packages), and put three gateways behind HAProxy (PROXY v2). Install them when missing.
 set -euo pipefail
 missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
@@ -9,6 +9,7 @@ command -v testssl >/dev/null 2>&1 || missing+=(testssl.sh)
 command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || missing+=(nsd)
 command -v unbound >/dev/null 2>&1 || [ -x /usr/sbin/unbound ] || missing+=(unbound)
 command -v ldns-signzone >/dev/null 2>&1 || missing+=(ldnsutils)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} (apt-get) for the integration tests" >&2

@@ -330,7 +330,7 @@ function gatewayTarget(certs: ReturnType<typeof makeCerts>, sinkPort: number): S
     flush: async () => {
       execFileSync(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'queue', 'retry', '--config', file], { stdio: 'ignore' });
     },
-    rssMb: () => (gw?.pid ? statusKb(gw.pid, 'VmRSS') / 1024 : 0),
+    rssMb: () => (gw?.pid ? treeRssMb(gw.pid) : 0),
   };
   return target;
 }
@@ -439,7 +439,7 @@ async function main(): Promise<void> {
   if (!opt['only-idle']) {
     gw = await startGateway(gatewayPolicy(gport, sinkPort, certs, gdir, adminPort), gdir, gport);
     const gpid = gw.pid!;
-    results.gateway = await loadAndMeasure(gport, sink, gpid, certs.ca, () => statusKb(gpid, 'VmHWM') / 1024);
+    results.gateway = await loadAndMeasure(gport, sink, gpid, certs.ca, () => treeRssMb(gpid)); // with its worker processes
     await stopGateway(gw);
   }
 
@@ -455,7 +455,7 @@ async function main(): Promise<void> {
   const idleN = Number(opt.idle);
   const idleSeconds = Math.max(2, Number(opt['idle-seconds']));
   gw = await startGateway(gatewayPolicy(gport, sinkPort, certs, gdir, adminPort), gdir, gport);
-  const baseRss = statusKb(gw.pid!, 'VmRSS') / 1024;
+  const baseRss = treeRssMb(gw.pid!);
   const idle = track(
     spawn(process.execPath, [path.join(HERE, 'loadgen.js')], {
       env: { ...process.env, LOADGEN: JSON.stringify({ mode: 'idle', port: gport, sessions: idleN, messages: 0, size: 0, ca: certs.ca, to: '' }) },
@@ -466,7 +466,7 @@ async function main(): Promise<void> {
   const series: number[] = [];
   for (let t = 0; t < idleSeconds; t++) {
     await new Promise((r) => setTimeout(r, 1000));
-    series.push(Math.round(statusKb(gw.pid!, 'VmRSS') / 1024));
+    series.push(Math.round(treeRssMb(gw.pid!)));
   }
   results.idleSessions = {
     sessions: est.established,

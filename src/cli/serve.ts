@@ -1,6 +1,8 @@
 // `connector-gateway serve`: the daemon. Loads the policy, recovers the queue, starts the
-// listeners, the queue manager and the admin HTTP; reloads on SIGHUP and file changes; stops
-// on SIGTERM. It wires the rooms together and decides nothing itself.
+// listeners (in worker processes when gateway.workers > 1: cluster/), the queue manager and the
+// admin HTTP; reloads on SIGHUP and file changes; stops on SIGTERM. It wires the rooms
+// together and decides nothing itself.
+import cluster from 'node:cluster';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,10 +30,13 @@ import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Logger } from '../observe/log.js';
 import { configPath, fail, loadOrExit, VERSION } from './common.js';
+import { WorkerPool } from '../cluster/primary.js';
+import { runWorker } from '../cluster/worker.js';
 
 export async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const file = configPath(values.config);
+  if (cluster.isWorker) return runWorker(file);
   let policy = loadOrExit(file);
   // The message trace (SPEC §10) is fed from the log lines themselves: it has no event they lack.
   const trace = policy.gateway.trace.retention > 0 ? new TraceStore(traceFile(policy.gateway.queue.directory)) : null;
@@ -101,15 +106,22 @@ export async function serve(args: string[]): Promise<void> {
   });
   const recovered = await spool.recover();
   log.info({ event: 'queue-recovered', directory: spool.dir, messages: recovered.ids.length, removed: recovered.removed }, 'queue recovered');
-  const verifier = new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
-  const server = new GatewayServer({ getPolicy: () => policy, spool, log, metrics, verifier, onQueued: (env) => manager.enqueue(env) });
+  // SMTP sessions: in this process, or in worker processes that hand their messages over.
+  const workers = policy.gateway.workers > 1 ? new WorkerPool(policy.gateway.workers, log, { queued: (env) => manager.enqueue(env), ...(trace ? { trace: (line: string) => trace.push(line) } : {}) }) : null;
+  const verifier = workers ? null : new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
+  const server = workers ? null : new GatewayServer({ getPolicy: () => policy, spool, log, metrics, verifier: verifier!, onQueued: (env) => manager.enqueue(env) });
   let ready = false;
+  let listeners: GatewayServer['ports'] = [];
   try {
-    await server.start();
+    if (server) {
+      await server.start();
+      listeners = server.ports;
+    } else listeners = await workers!.start();
     if (policy.gateway.admin && observe && metrics) {
       const a = policy.gateway.admin;
       const admin = await observe.startAdmin(a.address, a.port, metrics, {
         ready: () => ready,
+        ...(workers ? { others: () => workers.metrics() } : {}),
         ...(trace ? { trace: (q: URLSearchParams) => (trace.flush(), trace.search(parseTraceQuery((n) => q.get(n) ?? undefined))) } : {}),
         refresh: () => {
           metrics.queueSize.set(manager.size);
@@ -130,11 +142,11 @@ export async function serve(args: string[]): Promise<void> {
   reporter.start();
   ready = true;
   logOutboundSecurity(log, policy);
-  log.info({ event: 'started', version: VERSION, node: process.version, policy: path.resolve(file), listeners: server.ports }, `connector-gateway ${VERSION} started`);
+  log.info({ event: 'started', version: VERSION, node: process.version, policy: path.resolve(file), listeners, workers: workers?.size ?? 0 }, `connector-gateway ${VERSION} started${workers ? ` (${workers.size} SMTP worker processes)` : ''}`);
 
   // SIGHUP and changes of the file reload the policy; an invalid policy is refused and the
   // running one stays in force. Sessions in progress keep the policy they started with.
-  const reload = (why: string) => {
+  const reload = async (why: string): Promise<void> => {
     const r = loadPolicyFile(file);
     if (!r.policy) {
       metrics?.reloads.inc({ result: 'refused' });
@@ -143,24 +155,28 @@ export async function serve(args: string[]): Promise<void> {
     }
     try {
       const next = deliveryDeps(r.policy, sts, report, tlsResult);
-      server.reload(r.policy);
+      server?.reload(r.policy);
       delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
-      verifier.clear(); // answers were given by the old policy's next hops
+      verifier?.clear(); // answers were given by the old policy's next hops
     } catch (e) {
       metrics?.reloads.inc({ result: 'refused' });
       log.error({ event: 'reload-refused', trigger: why, errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');
       return;
     }
     if (JSON.stringify(r.policy.gateway.admin ?? null) !== JSON.stringify(policy.gateway.admin ?? null)) log.warn({ event: 'reload-admin' }, 'admin listener changes take effect at the next restart');
+    if (r.policy.gateway.workers !== policy.gateway.workers) log.warn({ event: 'reload-workers' }, 'a change of gateway.workers takes effect at the next restart');
     policy = r.policy;
+    // Every worker has the new policy before 'reloaded' is said.
+    const refused = workers ? await workers.reload() : [];
+    if (refused.length) log.error({ event: 'reload-workers-failed', errors: refused }, 'some SMTP workers kept the previous policy');
     log.level = policy.gateway.log.level;
     metrics?.reloads.inc({ result: 'applied' });
     log.info({ event: 'reloaded', trigger: why, warnings: formatDiagnostics(r) }, 'policy reloaded');
     logOutboundSecurity(log, policy);
   };
-  process.on('SIGHUP', () => reload('SIGHUP'));
-  watchFile(file, () => reload('file change'));
+  process.on('SIGHUP', () => void reload('SIGHUP'));
+  watchFile(file, () => void reload('file change'));
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -168,7 +184,7 @@ export async function serve(args: string[]): Promise<void> {
     stopping = true;
     ready = false;
     log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
-    await server.stop(10_000);
+    await (server ? server.stop(10_000) : workers!.stop(10_000));
     await manager.stop(10_000);
     reporter.stop();
     trace?.close();

@@ -1,4 +1,5 @@
 // Raw policy (schema-valid) → compiled Policy for the engine; value errors are reported with their path.
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { parseDomainPattern, parseIpRange, type DomainPattern, type IpRange } from '../policy/match.js';
@@ -94,6 +95,7 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
   const policy: Policy = {
     gateway: {
       hostname: g.hostname,
+      workers: g.workers === 'auto' ? availableParallelism() : g.workers,
       listeners,
       tls: {
         certificate: file(g.tls.certificate)!,

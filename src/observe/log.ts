@@ -53,8 +53,10 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream,
           (out as { write: (s: string) => unknown }).write(line);
           tee(line);
         },
-        flush(): void {
-          (out as { flush?: () => void }).flush?.();
+        flush(cb?: (err?: Error) => void): void {
+          const f = (out as { flush?: (cb?: (err?: Error) => void) => void }).flush;
+          if (f) f.call(out, cb);
+          else cb?.();
         },
         flushSync(): void {
           (out as { flushSync?: () => void }).flushSync?.();

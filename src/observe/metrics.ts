@@ -1,6 +1,6 @@
 // Prometheus metrics (SPEC §7), served on the admin port with /healthz and /readyz.
 import http from 'node:http';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -32,6 +32,14 @@ export interface AdminState {
   trace?: (query: URLSearchParams) => unknown;
   /** Called before each scrape, to refresh gauges. */
   refresh?: () => void;
+  /** The worker processes' metrics, summed with this process's (build info: this process's). */
+  others?: () => Promise<Array<Array<MetricObjectWithValues<MetricValue<string>>>>>;
+}
+
+/** This process's metrics and the workers', as one exposition: counters and gauges summed. */
+async function exposition(metrics: Metrics, others: AdminState['others']): Promise<string> {
+  if (!others) return metrics.registry.metrics();
+  return AggregatorRegistry.aggregate([await metrics.registry.getMetricsAsJSON(), ...(await others())]).metrics();
 }
 
 export async function startAdmin(address: string, port: number, metrics: Metrics, state: AdminState): Promise<http.Server> {
@@ -50,8 +58,9 @@ export async function startAdmin(address: string, port: number, metrics: Metrics
     }
     if (url === '/metrics') {
       state.refresh?.();
+      const text = await exposition(metrics, state.others);
       res.writeHead(200, { 'content-type': metrics.registry.contentType });
-      res.end(await metrics.registry.metrics());
+      res.end(text);
     } else if (url === '/trace' && state.trace) {
       let body: string;
       let status = 200;

@@ -8,8 +8,9 @@ type Limits = GatewaySettings['limits'];
 
 const throttled = (connector: string | null): Refusal => ({ rule: 'throttle', connector, reply: replies.throttled() });
 
-/** At connect: `open` sessions from this client IP, this one included. */
-export function connectionLimit(limits: Limits, open: number): Refusal | null {
+/** At connect: `open` sessions from this client IP and `total` from all, this one included (across worker processes). */
+export function connectionLimit(limits: Limits, open: number, total = 0): Refusal | null {
+  if (total > limits.maxConnections) return { rule: 'throttle', connector: null, reply: replies.tooManyConnections() };
   return open > limits.maxConnectionsPerIp ? throttled(null) : null;
 }
 

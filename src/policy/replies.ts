@@ -21,6 +21,8 @@ export const replies = {
   relayDenied: (): Reply => ({ code: 550, enhanced: '5.7.64', text: 'TenantAttribution; Relay Access Denied' }),
   noRoute: (domain: string): Reply => ({ code: 451, enhanced: '4.4.0', text: `No route to ${domain}` }),
   throttled: (): Reply => ({ code: 451, enhanced: '4.7.500', text: 'Server busy, try again later' }),
+  /** gateway.limits.maxConnections reached (across worker processes; smtp-server says the same within one). */
+  tooManyConnections: (): Reply => ({ code: 421, enhanced: '4.7.0', text: 'Too many connected clients, try again in a moment' }),
   tooBig: (): Reply => ({ code: 552, enhanced: '5.3.4', text: 'Message size exceeds fixed maximum message size' }),
   tooManyRecipients: (): Reply => ({ code: 452, enhanced: '4.5.3', text: 'Too many recipients' }),
   bareLineFeed: (what: 'LF' | 'CR'): Reply => ({

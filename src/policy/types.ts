@@ -99,6 +99,8 @@ export interface ListenerSettings {
 
 export interface GatewaySettings {
   hostname: string;
+  /** SMTP worker processes (node:cluster) sharing the listeners; 1 = everything in one process. */
+  workers: number;
   listeners: ListenerSettings[];
   tls: {
     certificate: string;

@@ -77,6 +77,7 @@ export class QueueManager {
   private readonly health = new Map<string, DestinationHealth>();
   private readonly probeTimers = new Map<string, NodeJS.Timeout>();
   private readonly inFlight = new Map<string, number>();
+  private readonly names = new Map<string, string>();
   private running = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
@@ -171,9 +172,17 @@ export class QueueManager {
   // Moving entries between the heap, the FIFOs and the parked sets
 
   private entryOf(env: Envelope, settings: QueueSettings): Entry {
-    const e: Entry = { id: env.id, state: 'gone', at: 0, wake: wakeOf(env, settings), dest: destinationOf(env, this.getPolicy()), arrived: Date.parse(env.receivedAt), ver: 0, mode: 'normal' };
+    const e: Entry = { id: env.id, state: 'gone', at: 0, wake: wakeOf(env, settings), dest: this.intern(destinationOf(env, this.getPolicy())), arrived: Date.parse(env.receivedAt), ver: 0, mode: 'normal' };
     this.entries.set(env.id, e);
     return e;
+  }
+
+  /** One copy of each destination's name, however many messages wait for it. */
+  private intern(dest: string): string {
+    const known = this.names.get(dest);
+    if (known !== undefined) return known;
+    this.names.set(dest, dest);
+    return dest;
   }
 
   private leave(e: Entry): void {
@@ -521,7 +530,7 @@ export class QueueManager {
 
     // Decide what to attempt: one SMTP transaction per destination, none to a dead one.
     const plan = planAttempt(env, policy);
-    e.dest = plan.groups[0]?.key ?? NO_DESTINATION; // routing follows the policy in force
+    e.dest = this.intern(plan.groups[0]?.key ?? NO_DESTINATION); // routing follows the policy in force
     const dead = (key: string): DestinationHealth | null => {
       const h = this.health.get(key);
       return h?.state === 'dead' && key !== probing ? h : null;

@@ -1,5 +1,7 @@
-// What the limits of policy/limits.ts are applied to: sessions open per client IP, and
-// messages per minute per client IP. Counting only; the decisions are policy's.
+// What the limits of policy/limits.ts are applied to: sessions open per client IP and in all,
+// and messages per minute per client IP. Counting only; the decisions are policy's. With worker
+// processes the counts are kept by the first process (cluster/primary.ts) and asked for over
+// IPC, so that a limit is the same whichever worker a client lands on.
 
 /** Messages per minute per key, as a sliding window over two one-minute buckets. */
 export class RateCounter {
@@ -38,5 +40,32 @@ export class OpenCounter {
     const n = (this.open.get(key) ?? 1) - 1;
     if (n <= 0) this.open.delete(key);
     else this.open.set(key, n);
+  }
+}
+
+/** The counts a session needs; synchronous in one process, a round trip to the primary in a worker. */
+export interface SessionCounters {
+  /** One more session from `ip`: those open from it and in all, this one included. */
+  open(ip: string): { perIp: number; total: number } | Promise<{ perIp: number; total: number }>;
+  close(ip: string): void;
+  /** One more message from `ip`: its rate (messages in the last minute, estimated). */
+  message(ip: string): number | Promise<number>;
+}
+
+/** The counts of one process. */
+export class LocalCounters implements SessionCounters {
+  private readonly perIp = new OpenCounter();
+  private readonly rate = new RateCounter();
+  private total = 0;
+
+  open(ip: string): { perIp: number; total: number } {
+    return { perIp: this.perIp.add(ip), total: ++this.total };
+  }
+  close(ip: string): void {
+    this.perIp.remove(ip);
+    this.total--;
+  }
+  message(ip: string): number {
+    return this.rate.hit(ip);
   }
 }

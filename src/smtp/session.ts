@@ -18,7 +18,7 @@ import type { Metrics } from '../observe/metrics.js';
 import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool.js';
 import type { RecipientVerifier } from '../delivery/verify.js';
 import { MessageScanner, traceHeaders } from './message.js';
-import { OpenCounter, RateCounter } from './counters.js';
+import { LocalCounters, type SessionCounters } from './counters.js';
 import { smtpError } from './smtp-server-adapter.js';
 
 export interface SessionDeps {
@@ -30,6 +30,8 @@ export interface SessionDeps {
   metrics?: Metrics;
   /** recipientVerification: callout. Without it such recipients are accepted unverified. */
   verifier?: Pick<RecipientVerifier, 'verify'>;
+  /** Sessions and message rates, when they are counted elsewhere (worker processes); else here. */
+  counters?: SessionCounters;
 }
 
 interface Transaction {
@@ -70,15 +72,22 @@ function dsnOfMessage(e: SMTPServerSession['envelope']): Pick<Envelope, 'dsn'> {
   return { dsn: { ret: d.ret === 'FULL' || d.ret === 'HDRS' ? d.ret : null, envid: d.envid ?? null } };
 }
 
+/** Continues with a count at once when it is known here, or when the primary's answer comes. */
+function after<T>(v: T | Promise<T>, then: (v: T) => void, cb: Done): void {
+  if (v instanceof Promise) v.then(then, () => cb(smtpError(replies.localError())));
+  else then(v);
+}
+
 export class SessionHooks {
   private states = new WeakMap<SMTPServerSession, SessionState>();
-  private connectionsPerIp = new OpenCounter();
-  private messageRate = new RateCounter();
+  private readonly counters: SessionCounters;
 
   constructor(
     private readonly deps: SessionDeps,
     private readonly listenerName: (localPort: number) => string,
-  ) {}
+  ) {
+    this.counters = deps.counters ?? new LocalCounters();
+  }
 
   /** The hooks, for smtp-server's options. */
   hooks(): Hooks {
@@ -117,20 +126,21 @@ export class SessionHooks {
 
   private onConnect(session: SMTPServerSession, cb: Done): void {
     const st = this.state(session);
-    const open = this.connectionsPerIp.add(session.remoteAddress);
-    st.counted = true;
+    st.counted = true; // counted from here: onClose uncounts, whatever the answer
     st.log.info({ event: 'connect', port: session.localPort, rdns: session.clientHostname || null }, 'connect');
     this.deps.metrics?.sessions.inc({ listener: this.listenerName(session.localPort) });
     this.deps.metrics?.activeSessions.inc();
-    const refusal = connectionLimit(st.policy.gateway.limits, open);
-    cb(refusal ? this.refuse(st, refusal, { connections: open }) : null);
+    after(this.counters.open(session.remoteAddress), (open) => {
+      const refusal = connectionLimit(st.policy.gateway.limits, open.perIp, open.total);
+      cb(refusal ? this.refuse(st, refusal, { connections: open.perIp, total: open.total }) : null);
+    }, cb);
   }
 
   private onClose(session: SMTPServerSession): void {
     const st = this.states.get(session);
     if (!st?.counted) return;
     this.deps.metrics?.activeSessions.dec();
-    this.connectionsPerIp.remove(session.remoteAddress);
+    this.counters.close(session.remoteAddress);
   }
 
   private onSecure(socket: tls.TLSSocket, session: SMTPServerSession, cb: Done): void {
@@ -169,12 +179,13 @@ export class SessionHooks {
     if (decision.refusal) return cb(this.refuse(st, decision.refusal, { sender, attribution }));
     const badParameter = unadvertisedParameter('MAIL', Object.keys(address.args || {}), st.tls !== null, a.connector?.name ?? null);
     if (badParameter) return cb(this.refuse(st, badParameter, { sender }));
-    const rate = this.messageRate.hit(session.remoteAddress);
-    const throttled = messageRate(st.policy.gateway.limits, a.connector, rate);
-    if (throttled) return cb(this.refuse(st, throttled, { sender, rate: Math.round(rate), limit: messageRateLimit(st.policy.gateway.limits, a.connector) }));
-    st.log.info({ event: 'attribution', sender, ...attribution, trace: decision.trace }, 'sender accepted');
-    st.txn = { decision, recipients: new Map() };
-    cb();
+    after(this.counters.message(session.remoteAddress), (rate) => {
+      const throttled = messageRate(st.policy.gateway.limits, a.connector, rate);
+      if (throttled) return cb(this.refuse(st, throttled, { sender, rate: Math.round(rate), limit: messageRateLimit(st.policy.gateway.limits, a.connector) }));
+      st.log.info({ event: 'attribution', sender, ...attribution, trace: decision.trace }, 'sender accepted');
+      st.txn = { decision, recipients: new Map() };
+      cb();
+    }, cb);
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: Done): void {

@@ -17,7 +17,8 @@ const ALLOWED: Record<string, string[]> = {
   queue: ['mail', 'policy', 'delivery', 'observe'],
   smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery'],
   trace: ['mail', 'config'],
-  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp', 'trace'],
+  cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp'],
+  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp', 'trace', 'cluster'],
 };
 
 function sources(dir: string): string[] {

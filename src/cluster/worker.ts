@@ -1,0 +1,127 @@
+// A worker process (node:cluster): the SMTP listeners, sharing their sockets with the other
+// workers. It reads the policy, answers sessions and commits messages to the spool exactly as
+// the single process does (smtp/), then hands each committed message to the first process,
+// which owns the queue. Limits are counted by the first process (a round trip per session and
+// per message); the worker's log lines go to stdout as usual and, for the message trace, to
+// the first process. When the first process is gone the worker exits at once: its sessions
+// end without a 250, so nothing is acknowledged that no queue manager will find.
+import cluster from 'node:cluster';
+import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
+import { createLogger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { Policy } from '../policy/types.js';
+import { Spool } from '../queue/spool.js';
+import { HopResolver } from '../delivery/resolve.js';
+import { RecipientVerifier } from '../delivery/verify.js';
+import { GatewayServer } from '../smtp/listener.js';
+import type { SessionCounters } from '../smtp/counters.js';
+import { cachedPemReader, readIdentity } from '../tls/files.js';
+import { isToWorker, type FromWorker, type ToWorker } from './protocol.js';
+
+const send = (m: FromWorker): void => {
+  if (process.connected) process.send!(m);
+};
+
+/** Counts kept by the first process: one IPC round trip each. */
+class RemoteCounters implements SessionCounters {
+  private nextId = 1;
+  private readonly pending = new Map<number, (m: ToWorker) => void>();
+
+  answer(m: ToWorker): void {
+    if (m.t === 'opened' || m.t === 'rate') {
+      this.pending.get(m.id)?.(m);
+      this.pending.delete(m.id);
+    }
+  }
+  private ask(make: (id: number) => FromWorker): Promise<ToWorker> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      send(make(id));
+    });
+  }
+  async open(ip: string): Promise<{ perIp: number; total: number }> {
+    const m = await this.ask((id) => ({ t: 'open', id, ip }));
+    return m.t === 'opened' ? { perIp: m.perIp, total: m.total } : { perIp: 0, total: 0 };
+  }
+  close(ip: string): void {
+    send({ t: 'close', ip });
+  }
+  async message(ip: string): Promise<number> {
+    const m = await this.ask((id) => ({ t: 'message', id, ip }));
+    return m.t === 'rate' ? m.rate : 0;
+  }
+}
+
+/** Log lines for the trace, sent in batches (one IPC message per turn of the event loop). */
+function traceFeed(): (line: string) => void {
+  let batch: string[] = [];
+  return (line) => {
+    if (!batch.length) setImmediate(() => (send({ t: 'trace', lines: batch }), (batch = [])));
+    batch.push(line);
+  };
+}
+
+export async function runWorker(file: string): Promise<void> {
+  // The first process coordinates reloads and stops; a signal to the whole process group is its.
+  for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, () => {});
+  process.on('disconnect', () => process.exit(1));
+  const loaded = loadPolicyFile(file);
+  if (!loaded.policy) {
+    send({ t: 'start-failed', error: formatDiagnostics(loaded).join('; ') });
+    return;
+  }
+  let policy: Policy = loaded.policy;
+  const id = cluster.worker?.id ?? 0;
+  const log = createLogger(policy.gateway.log.level, undefined, policy.gateway.trace.retention > 0 ? traceFeed() : undefined).child({ worker: id });
+  const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
+  const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
+  const verifierDeps = (p: Policy) => ({ hostname: p.gateway.hostname, identity: readIdentity(p), resolver: new HopResolver(p.gateway.dns.servers), readCa: cachedPemReader() });
+  let vdeps = verifierDeps(policy);
+  const verifier = new RecipientVerifier(() => vdeps);
+  const counters = new RemoteCounters();
+  const server = new GatewayServer({ getPolicy: () => policy, spool: new Spool(policy.gateway.queue.directory), log, metrics, verifier, counters, onQueued: (env) => send({ t: 'queued', env }) });
+
+  process.on('message', (m: unknown) => {
+    if (!isToWorker(m)) return;
+    switch (m.t) {
+      case 'opened':
+      case 'rate':
+        return counters.answer(m);
+      case 'metrics':
+        if (!metrics) return send({ t: 'metrics', id: m.id, metrics: [] });
+        void metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', id: m.id, metrics: json }));
+        return;
+      case 'reload': {
+        const r = loadPolicyFile(file);
+        if (!r.policy) return send({ t: 'reloaded', id: m.id, error: formatDiagnostics(r).join('; ') });
+        try {
+          server.reload(r.policy);
+          vdeps = verifierDeps(r.policy);
+          verifier.clear();
+        } catch (e) {
+          return send({ t: 'reloaded', id: m.id, error: (e as Error).message });
+        }
+        policy = r.policy;
+        log.level = policy.gateway.log.level;
+        return send({ t: 'reloaded', id: m.id, error: null });
+      }
+      case 'stop':
+        void server.stop(m.graceMs).then(() => {
+          log.flush();
+          setTimeout(() => process.exit(0), 50);
+        });
+        return;
+    }
+  });
+
+  try {
+    await server.start();
+  } catch (e) {
+    send({ t: 'start-failed', error: (e as Error).message });
+    return;
+  }
+  // The 'listening' lines are out before the first process says 'started'.
+  await new Promise<void>((r) => log.flush(() => r()));
+  send({ t: 'listening', ports: server.ports });
+}

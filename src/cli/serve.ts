@@ -104,12 +104,27 @@ export async function serve(args: string[]): Promise<void> {
     log.flush();
     return fail(`cannot start: ${e.message}`, 1);
   });
-  const recovered = await spool.recover();
-  log.info({ event: 'queue-recovered', directory: spool.dir, messages: recovered.ids.length, removed: recovered.removed }, 'queue recovered');
+  // The queue is recovered while the listeners start (a content file that appears meanwhile is
+  // a receipt of this run, not a leftover: Spool.recover); then it is read in the background.
+  const recovering = spool.recover(Date.now()).then((r) => {
+    log.info({ event: 'queue-recovered', directory: spool.dir, messages: r.ids.length, removed: r.removed }, 'queue recovered');
+    return r;
+  });
+  recovering.catch(() => {}); // its failure is reported where it is awaited
   // SMTP sessions: in this process, or in worker processes that hand their messages over.
-  const workers = policy.gateway.workers > 1 ? new WorkerPool(policy.gateway.workers, log, { queued: (env) => manager.enqueue(env), ...(trace ? { trace: (line: string) => trace.push(line) } : {}) }) : null;
-  const verifier = workers ? null : new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
-  const server = workers ? null : new GatewayServer({ getPolicy: () => policy, spool, log, metrics, verifier: verifier!, onQueued: (env) => manager.enqueue(env) });
+  const verifier = new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
+  const workers =
+    policy.gateway.workers > 1
+      ? new WorkerPool(policy.gateway.workers, log, {
+          queued: (env) => manager.enqueue(env),
+          ...(trace ? { trace: (line: string) => trace.push(line) } : {}),
+          verify: (address, name) => {
+            const c = policy.outboundConnectors.find((x) => x.name === name && x.enabled);
+            return c ? verifier.verify(address, c) : Promise.resolve({ result: 'unknown' as const, detail: `outbound connector "${name}" is not in the policy in force`, cached: false });
+          },
+        })
+      : null;
+  const server = workers ? null : new GatewayServer({ getPolicy: () => policy, spool, log, metrics, verifier, onQueued: (env) => manager.enqueue(env) });
   let ready = false;
   let listeners: GatewayServer['ports'] = [];
   try {
@@ -132,13 +147,13 @@ export async function serve(args: string[]): Promise<void> {
       log.info({ event: 'admin-listening', address: a.address, port }, `admin HTTP on ${a.address}:${port}`);
       admin.unref();
     }
+    // Listening already: the queue is read in the background (a large backlog delays no new mail).
+    void manager.start((await recovering).ids);
   } catch (e) {
     log.fatal({ event: 'start-failed', err: (e as Error).message }, 'cannot start');
     log.flush();
     fail(`cannot start: ${(e as Error).message}`, 1);
   }
-  // Listening already: the queue is read in the background (a large backlog delays no new mail).
-  void manager.start(recovered.ids);
   reporter.start();
   ready = true;
   logOutboundSecurity(log, policy);
@@ -158,7 +173,7 @@ export async function serve(args: string[]): Promise<void> {
       server?.reload(r.policy);
       delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
-      verifier?.clear(); // answers were given by the old policy's next hops
+      verifier.clear(); // answers were given by the old policy's next hops
     } catch (e) {
       metrics?.reloads.inc({ result: 'refused' });
       log.error({ event: 'reload-refused', trigger: why, errors: [(e as Error).message] }, 'policy reload refused; the running policy stays in force');

@@ -10,12 +10,15 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../observe/log.js';
 import type { Envelope } from '../queue/spool.js';
+import type { Verdict } from '../delivery/verify.js';
 import { OpenCounter, RateCounter } from '../smtp/counters.js';
 import { isFromWorker, type FromWorker, type MetricsJson, type ToWorker } from './protocol.js';
 
 export interface PoolHandlers {
   queued(env: Envelope): void;
   trace?(line: string): void;
+  /** A recipient callout for a worker, by the outbound connector's name in the policy in force. */
+  verify(address: string, connector: string): Promise<Verdict>;
 }
 
 type Ports = Array<{ name: string; address: string; port: number }>;
@@ -109,6 +112,12 @@ export class WorkerPool {
       }
       case 'message':
         return this.send(w, { t: 'rate', id: m.id, rate: this.rate.hit(m.ip) });
+      case 'verify':
+        void this.handlers
+          .verify(m.address, m.connector)
+          .catch((e: Error): Verdict => ({ result: 'unknown', detail: `verification failed: ${e.message}`, cached: false }))
+          .then((verdict) => this.send(w, { t: 'verified', id: m.id, verdict }));
+        return;
       case 'metrics':
       case 'reloaded':
         this.waiting.get(`${w.id}:${m.id}`)?.(m);

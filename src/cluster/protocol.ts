@@ -4,6 +4,7 @@
 // messages; everything else happens in the first process.
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Envelope } from '../queue/spool.js';
+import type { Verdict } from '../delivery/verify.js';
 
 export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
 
@@ -18,18 +19,21 @@ export type FromWorker =
   | { t: 'open'; id: number; ip: string }
   | { t: 'close'; ip: string }
   | { t: 'message'; id: number; ip: string }
+  /** recipientVerification: callout, through the first process's verifier (one cache for all). */
+  | { t: 'verify'; id: number; address: string; connector: string }
   | { t: 'metrics'; id: number; metrics: MetricsJson }
   | { t: 'reloaded'; id: number; error: string | null };
 
 export type ToWorker =
   | { t: 'opened'; id: number; perIp: number; total: number }
   | { t: 'rate'; id: number; rate: number }
+  | { t: 'verified'; id: number; verdict: Verdict }
   | { t: 'metrics'; id: number }
   | { t: 'reload'; id: number }
   | { t: 'stop'; graceMs: number };
 
-const FROM_WORKER = new Set(['listening', 'start-failed', 'queued', 'trace', 'open', 'close', 'message', 'metrics', 'reloaded']);
-const TO_WORKER = new Set(['opened', 'rate', 'metrics', 'reload', 'stop']);
+const FROM_WORKER = new Set(['listening', 'start-failed', 'queued', 'trace', 'open', 'close', 'message', 'verify', 'metrics', 'reloaded']);
+const TO_WORKER = new Set(['opened', 'rate', 'verified', 'metrics', 'reload', 'stop']);
 
 const tagged = (m: unknown, tags: Set<string>): boolean => typeof m === 'object' && m !== null && tags.has(String((m as { t?: unknown }).t));
 

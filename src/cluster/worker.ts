@@ -3,32 +3,30 @@
 // the single process does (smtp/), then hands each committed message to the first process,
 // which owns the queue. Limits are counted by the first process (a round trip per session and
 // per message); the worker's log lines go to stdout as usual and, for the message trace, to
-// the first process. When the first process is gone the worker exits at once: its sessions
+// the first process, and recipient callouts are made by it (one cache). When the first process is gone the worker exits at once: its sessions
 // end without a 250, so nothing is acknowledged that no queue manager will find.
 import cluster from 'node:cluster';
 import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
 import { createLogger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { Policy } from '../policy/types.js';
+import type { OutboundConnector, Policy } from '../policy/types.js';
 import { Spool } from '../queue/spool.js';
-import { HopResolver } from '../delivery/resolve.js';
-import { RecipientVerifier } from '../delivery/verify.js';
+import type { Verdict } from '../delivery/verify.js';
 import { GatewayServer } from '../smtp/listener.js';
 import type { SessionCounters } from '../smtp/counters.js';
-import { cachedPemReader, readIdentity } from '../tls/files.js';
 import { isToWorker, type FromWorker, type ToWorker } from './protocol.js';
 
 const send = (m: FromWorker): void => {
   if (process.connected) process.send!(m);
 };
 
-/** Counts kept by the first process: one IPC round trip each. */
-class RemoteCounters implements SessionCounters {
+/** Counts and recipient callouts kept by the first process: one IPC round trip each. */
+class Remote implements SessionCounters {
   private nextId = 1;
   private readonly pending = new Map<number, (m: ToWorker) => void>();
 
   answer(m: ToWorker): void {
-    if (m.t === 'opened' || m.t === 'rate') {
+    if (m.t === 'opened' || m.t === 'rate' || m.t === 'verified') {
       this.pending.get(m.id)?.(m);
       this.pending.delete(m.id);
     }
@@ -50,6 +48,10 @@ class RemoteCounters implements SessionCounters {
   async message(ip: string): Promise<number> {
     const m = await this.ask((id) => ({ t: 'message', id, ip }));
     return m.t === 'rate' ? m.rate : 0;
+  }
+  async verify(address: string, connector: OutboundConnector): Promise<Verdict> {
+    const m = await this.ask((id) => ({ t: 'verify', id, address, connector: connector.name }));
+    return m.t === 'verified' ? m.verdict : { result: 'unknown', detail: 'no answer', cached: false };
   }
 }
 
@@ -76,18 +78,16 @@ export async function runWorker(file: string): Promise<void> {
   const log = createLogger(policy.gateway.log.level, undefined, policy.gateway.trace.retention > 0 ? traceFeed() : undefined).child({ worker: id });
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
-  const verifierDeps = (p: Policy) => ({ hostname: p.gateway.hostname, identity: readIdentity(p), resolver: new HopResolver(p.gateway.dns.servers), readCa: cachedPemReader() });
-  let vdeps = verifierDeps(policy);
-  const verifier = new RecipientVerifier(() => vdeps);
-  const counters = new RemoteCounters();
-  const server = new GatewayServer({ getPolicy: () => policy, spool: new Spool(policy.gateway.queue.directory), log, metrics, verifier, counters, onQueued: (env) => send({ t: 'queued', env }) });
+  const remote = new Remote();
+  const server = new GatewayServer({ getPolicy: () => policy, spool: new Spool(policy.gateway.queue.directory), log, metrics, verifier: remote, counters: remote, onQueued: (env) => send({ t: 'queued', env }) });
 
   process.on('message', (m: unknown) => {
     if (!isToWorker(m)) return;
     switch (m.t) {
       case 'opened':
       case 'rate':
-        return counters.answer(m);
+      case 'verified':
+        return remote.answer(m);
       case 'metrics':
         if (!metrics) return send({ t: 'metrics', id: m.id, metrics: [] });
         void metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', id: m.id, metrics: json }));
@@ -97,8 +97,6 @@ export async function runWorker(file: string): Promise<void> {
         if (!r.policy) return send({ t: 'reloaded', id: m.id, error: formatDiagnostics(r).join('; ') });
         try {
           server.reload(r.policy);
-          vdeps = verifierDeps(r.policy);
-          verifier.clear();
         } catch (e) {
           return send({ t: 'reloaded', id: m.id, error: (e as Error).message });
         }

@@ -41,6 +41,9 @@ export interface ManagerOptions {
 /** The destination of messages no route delivers (decided without an attempt): never dead, never throttled. */
 const NO_DESTINATION = '';
 
+/** Decisions (start or park a message) per turn of the event loop. */
+const DISPATCH_BUDGET = 500;
+
 type Mode = 'normal' | 'probe' | 'forced';
 
 /** One message, in memory: what the scheduler needs, nothing of the envelope's content. */
@@ -156,6 +159,7 @@ export class QueueManager {
 
   enqueue(env: Envelope): void {
     if (this.stopped) return; // on disk: the next start finds it
+    if (this.entries.has(env.id)) return; // already read from the queue directory at start-up
     this.ready1(this.entryOf(env, this.getPolicy().gateway.queue), 'normal');
   }
 
@@ -258,11 +262,21 @@ export class QueueManager {
     setImmediate(() => this.dispatch());
   }
 
-  /** Starts attempts: one message from each destination in turn, within the limits. */
+  /**
+   * Starts attempts: one message from each destination in turn, within the limits. It yields
+   * after DISPATCH_BUDGET decisions (a backlog parked at once is 100,000 of them), so that
+   * sessions and the log keep flowing meanwhile.
+   */
   private dispatch(): void {
     this.dispatchQueued = false;
     if (this.stopped) return;
     const now = Date.now();
+    let budget = DISPATCH_BUDGET;
+    const spent = (): boolean => {
+      if (--budget > 0) return false;
+      this.kick();
+      return true;
+    };
     for (let progress = true; progress && this.running < this.maxConcurrent; ) {
       progress = false;
       for (const [dest, q] of this.ready) {
@@ -280,6 +294,7 @@ export class QueueManager {
           q.shift();
           this.run(e, e.mode);
           progress = true;
+          if (spent()) return;
           continue;
         }
         const h = this.health.get(dest) ?? UNKNOWN;
@@ -289,6 +304,7 @@ export class QueueManager {
         if (a === 'park') this.parkDue(e);
         else this.run(e, a === 'probe' ? 'probe' : 'normal');
         progress = true;
+        if (spent()) return;
       }
     }
   }

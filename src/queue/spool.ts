@@ -200,8 +200,13 @@ export class Spool {
     return path.join(this.dir, `${id}.json`);
   }
 
-  /** Creates the directory and removes what an interrupted receipt left. Returns queued ids. */
-  async recover(): Promise<{ ids: string[]; removed: string[] }> {
+  /**
+   * Creates the directory and removes what an interrupted receipt left. Returns queued ids.
+   * Only files older than `before` are leftovers: the listeners may already be receiving
+   * (worker processes start while the queue is recovered), and a receipt in progress has a
+   * content file without its envelope too.
+   */
+  async recover(before = Date.now()): Promise<{ ids: string[]; removed: string[] }> {
     await fsp.mkdir(this.dir, { recursive: true });
     const names = await fsp.readdir(this.dir);
     const present = new Set(names);
@@ -210,7 +215,10 @@ export class Spool {
     for (const n of names) {
       const orphan = n.endsWith('.eml') && !envelopes.has(n.slice(0, -4));
       if (orphan || n.endsWith('.tmp')) {
-        await fsp.unlink(path.join(this.dir, n)).catch(() => {});
+        const file = path.join(this.dir, n);
+        const st = await fsp.stat(file).catch(() => null);
+        if (!st || st.mtimeMs >= before) continue; // gone, or a receipt of this run
+        await fsp.unlink(file).catch(() => {});
         removed.push(n);
       }
     }

@@ -245,6 +245,7 @@ function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof 
     stringify({
       gateway: {
         hostname: 'gateway.bench.test',
+        ...(process.env.BENCH_WORKERS ? { workers: Number(process.env.BENCH_WORKERS) } : {}),
         listeners: [{ name: 'bench', address: '127.0.0.1', port }],
         tls: { certificate: certs.cert, key: certs.key },
         queue: { directory: path.join(dir, 'queue') },

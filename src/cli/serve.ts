@@ -1,5 +1,5 @@
 // `connector-gateway serve`: the daemon. Loads the policy, recovers the queue, starts the
-// listeners (in worker processes when gateway.workers > 1: cluster/), the queue manager and the
+// listeners (in worker processes when gateway.workers > 0: cluster/), the queue manager and the
 // admin HTTP; reloads on SIGHUP and file changes; stops on SIGTERM. It wires the rooms
 // together and decides nothing itself.
 import cluster from 'node:cluster';
@@ -114,7 +114,7 @@ export async function serve(args: string[]): Promise<void> {
   // SMTP sessions: in this process, or in worker processes that hand their messages over.
   const verifier = new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
   const workers =
-    policy.gateway.workers > 1
+    policy.gateway.workers > 0
       ? new WorkerPool(policy.gateway.workers, log, {
           queued: (env) => manager.enqueue(env),
           ...(trace ? { trace: (line: string) => trace.push(line) } : {}),

@@ -95,7 +95,8 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
   const policy: Policy = {
     gateway: {
       hostname: g.hostname,
-      workers: g.workers === 'auto' ? availableParallelism() : g.workers,
+      // auto: the first process (queue, delivery) keeps a core; the SMTP workers get the others.
+      workers: g.workers === 'auto' ? availableParallelism() - 1 : g.workers,
       listeners,
       tls: {
         certificate: file(g.tls.certificate)!,

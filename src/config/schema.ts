@@ -18,8 +18,8 @@ const listener = z.strictObject({
 
 const gateway = z.strictObject({
   hostname: str,
-  /** SMTP worker processes sharing the listeners (node:cluster); "auto": one per core; 1: one process. */
-  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
+  /** SMTP worker processes sharing the listeners (node:cluster); "auto": one per core but one; 0: all in one process. */
+  workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default('auto'),
   listeners: z.array(listener).min(1, 'at least one listener is needed'),
   tls: z.strictObject({
     certificate: str,

@@ -99,7 +99,7 @@ export interface ListenerSettings {
 
 export interface GatewaySettings {
   hostname: string;
-  /** SMTP worker processes (node:cluster) sharing the listeners; 1 = everything in one process. */
+  /** SMTP worker processes (node:cluster) sharing the listeners; 0 = everything in one process. */
   workers: number;
   listeners: ListenerSettings[];
   tls: {

@@ -18,3 +18,12 @@ export async function until(pred: () => boolean, ms = 15_000, what = 'condition'
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Whether something accepts TCP connections on 127.0.0.1:port now. */
+export function accepting(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}

@@ -7,14 +7,13 @@
 // down during the load, so everything a replica acknowledged is only on its disk when it dies.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import nodemailer from 'nodemailer';
 import { makePki, type TestPki } from '../helpers/pki.js';
 import { startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { startSink, type Sink } from '../helpers/sink.js';
-import { freePort, until } from '../helpers/wait.js';
+import { accepting, freePort, until } from '../helpers/wait.js';
 
 const REPLICAS = 3;
 const MESSAGES = 240;
@@ -70,12 +69,7 @@ async function startHaproxy(ports: number[]): Promise<void> {
   let err = '';
   haproxy.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   for (let i = 0; i < 50 && haproxy.exitCode === null; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(lbPort, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), r(true)));
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
+    if (await accepting(lbPort)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`haproxy does not listen: ${err}`);

@@ -1,14 +1,19 @@
 // connector-gateway command line: dispatch only; each command is its own file.
-import { check } from './check.js';
-import { fail, usageError, VERSION } from './common.js';
-import { devCerts } from './dev-certs.js';
-import { explain } from './explain.js';
-import { queue } from './queue.js';
-import { serve } from './serve.js';
-import { validate } from './validate.js';
-import { tlsReport } from './tls-report.js';
-import { importPolicy } from './import.js';
-import { trace } from './trace.js';
+import cluster from 'node:cluster';
+import { parseArgs } from 'node:util';
+import { configPath, fail, usageError, VERSION } from './common.js';
+
+// Each command's module is loaded when it runs (a command starts with only what it needs; an
+// SMTP worker process, in particular, loads the listener and not delivery, the trace or the CLI).
+const check = (a: string[]) => import('./check.js').then((m) => m.check(a));
+const devCerts = (a: string[]) => import('./dev-certs.js').then((m) => m.devCerts(a));
+const explain = (a: string[]) => import('./explain.js').then((m) => m.explain(a));
+const queue = (a: string[]) => import('./queue.js').then((m) => m.queue(a));
+const serve = (a: string[]) => import('./serve.js').then((m) => m.serve(a));
+const validate = (a: string[]) => import('./validate.js').then((m) => m.validate(a));
+const tlsReport = (a: string[]) => import('./tls-report.js').then((m) => m.tlsReport(a));
+const importPolicy = (a: string[]) => import('./import.js').then((m) => m.importPolicy(a));
+const trace = (a: string[]) => import('./trace.js').then((m) => m.trace(a));
 
 // fsync and file I/O run on libuv's thread pool; 4 threads (the default) serialise the commits
 // of concurrent sessions. Must be set before the pool's first use.
@@ -73,6 +78,8 @@ function commandHelp(name: string): string {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // An SMTP worker process (cluster/): forked by `serve` with its arguments.
+  if (cluster.isWorker) return import('../cluster/worker.js').then((m) => m.runWorker(configPath(parseArgs({ args: argv.slice(argv[0] === 'serve' ? 1 : 0), options: { config: { type: 'string' } } }).values.config)));
   const [cmd, ...rest] = argv;
   if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
     process.stdout.write(`connector-gateway ${VERSION} (Node.js ${process.version})\n`);

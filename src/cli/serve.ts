@@ -2,7 +2,6 @@
 // listeners (in worker processes when gateway.workers > 0: cluster/), the queue manager and the
 // admin HTTP; reloads on SIGHUP and file changes; stops on SIGTERM. It wires the rooms
 // together and decides nothing itself.
-import cluster from 'node:cluster';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,12 +30,10 @@ import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Logger } from '../observe/log.js';
 import { configPath, fail, loadOrExit, VERSION } from './common.js';
 import { WorkerPool } from '../cluster/primary.js';
-import { runWorker } from '../cluster/worker.js';
 
 export async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const file = configPath(values.config);
-  if (cluster.isWorker) return runWorker(file);
   let policy = loadOrExit(file);
   // The message trace (SPEC §10) is fed from the log lines themselves: it has no event they lack.
   const trace = policy.gateway.trace.retention > 0 ? new TraceStore(traceFile(policy.gateway.queue.directory)) : null;

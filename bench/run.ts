@@ -593,6 +593,16 @@ function print(r: Record<string, unknown>): void {
     `  policy load <= 1 s: ${f(pol.loadMs, 0)} ms — ${met(pol.loadMs <= 1000)}`,
     `  mail flow rules <= 5 us per message with ${pol.rules} rules (no header patterns; issue 14): ${f(pol.rulesNs / 1000, 2)} us — ${met(pol.rulesNs <= 5000)}`,
     ...(tr ? [`  trace search over ${tr.messages} messages < 200 ms (issue 15): slowest ${f(Math.max(...Object.values(tr.searchMs)), 1)} ms — ${met(Math.max(...Object.values(tr.searchMs)) < 200)}`] : []),
+    '',
+    'targets (issue 13, default scenario):',
+    ...(q
+      ? [
+          `  accepted msgs/s >= 1.5 x Postfix: ${f(q.acceptedPerSec, 2)} x — ${met(q.acceptedPerSec >= 1.5)}`,
+          `  p50 end of DATA → 250 <= Postfix's: ${f(g.p50ms, 1)} vs ${f(p?.p50ms, 1)} ms — ${met(q.p50ms <= 1)}`,
+          `  delivered msgs/s >= 2.0 x Postfix: ${f(q.deliveredPerSec, 2)} x — ${met(q.deliveredPerSec >= 2)}`,
+          `  CPU seconds per 1,000 messages <= Postfix's: ${f(g.cpuSecondsPer1000, 2)} vs ${f(p?.cpuSecondsPer1000, 2)} — ${met(q.cpuSecondsPer1000 <= 1)}`,
+        ]
+      : ['  — (Postfix not run)']),
   );
   if (r.backlog) out.push(...printBacklog(r.backlog as { gateway: BacklogFigures; postfix?: BacklogFigures }));
   process.stdout.write(out.join('\n') + '\n\n' + JSON.stringify(r, null, 2) + '\n');

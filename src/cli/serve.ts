@@ -138,6 +138,8 @@ export async function serve(args: string[]): Promise<void> {
         refresh: () => {
           metrics.queueSize.set(manager.size);
           metrics.queueOldest.set(manager.oldestAgeSeconds);
+          metrics.deadDestinations.set(manager.deadDestinations);
+          metrics.parked.set(manager.parkedMessages);
         },
       });
       const port = (admin.address() as { port: number }).port;

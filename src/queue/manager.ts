@@ -117,6 +117,12 @@ export class QueueManager {
   get size(): number {
     return this.entries.size;
   }
+  /** Messages parked behind a dead destination. */
+  get parkedMessages(): number {
+    let n = 0;
+    for (const s of this.parked.values()) n += s.size;
+    return n;
+  }
   /** Destinations found dead and not yet back. */
   get deadDestinations(): number {
     let n = 0;

@@ -52,12 +52,20 @@ async function sendBatch(from: number, count: number): Promise<void> {
   }
 }
 
+/** The dead-destination gauges of /metrics. */
+async function metrics(): Promise<{ dead: number; parked: number }> {
+  const port = (await gw!.waitFor((e) => e.event === 'admin-listening')).port as number;
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  return { dead: value('gateway_destinations_dead'), parked: value('gateway_queue_parked_messages') };
+}
+
 beforeAll(async () => {
   dir = tmpDir('backlog');
   pki = makePki(path.join(dir, 'pki'));
   port = await freePort();
   file = writePolicy(dir, {
-    gateway: testGateway(dir, pki, { queue: { directory: path.join(dir, 'queue'), retryIntervals: [`${INTERVAL_S}s`] }, limits: { maxMessagesPerMinutePerIp: 100_000 } }),
+    gateway: testGateway(dir, pki, { queue: { directory: path.join(dir, 'queue'), retryIntervals: [`${INTERVAL_S}s`] }, limits: { maxMessagesPerMinutePerIp: 100_000 }, admin: { address: '127.0.0.1', port: 0 } }),
     acceptedDomains: [{ domain: 'contoso.com' }],
     inboundConnectors: [{ name: 'OnPrem', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.11'] }],
     outboundConnectors: [{ name: 'Fabrikam', connectorType: 'partner', recipientDomains: ['fabrikam.test'], smartHosts: [`[127.0.0.3]:${port}`] }],
@@ -84,6 +92,9 @@ describe('a backlog over an outage of the next hop', () => {
     expect(downConnections).toBeLessThanOrEqual(2 + Math.ceil(seconds / INTERVAL_S));
     expect(gw!.events('parked').length).toBeGreaterThan(HALF / 2);
     expect(gw!.events('destination-still-dead').length).toBeGreaterThanOrEqual(1);
+    const m = await metrics();
+    expect(m.dead).toBe(1);
+    expect(m.parked).toBeGreaterThan(HALF / 2);
   });
 
   it('a restart listens before the queue is read, and the new mail joins the backlog', async () => {
@@ -116,5 +127,6 @@ describe('a backlog over an outage of the next hop', () => {
     const ids = sink.messages.map((m) => /^Message-ID:\s*(\S+)/im.exec(m.raw)?.[1]);
     expect(ids.length).toBe(2 * HALF);
     expect(new Set(ids)).toEqual(accepted);
+    expect(await metrics()).toEqual({ dead: 0, parked: 0 });
   });
 });

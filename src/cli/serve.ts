@@ -156,7 +156,7 @@ export async function serve(args: string[]): Promise<void> {
   reporter.start();
   ready = true;
   logOutboundSecurity(log, policy);
-  log.info({ event: 'started', version: VERSION, node: process.version, policy: path.resolve(file), listeners, workers: workers?.size ?? 0 }, `connector-gateway ${VERSION} started${workers ? ` (${workers.size} SMTP worker processes)` : ''}`);
+  log.info({ event: 'started', version: VERSION, node: process.version, policy: path.resolve(file), listeners, workers: workers?.size ?? 0 }, `connector-gateway ${VERSION} started${workers ? ` (${workers.size} SMTP worker process${workers.size === 1 ? '' : 'es'})` : ''}`);
 
   // SIGHUP and changes of the file reload the policy; an invalid policy is refused and the
   // running one stays in force. Sessions in progress keep the policy they started with.

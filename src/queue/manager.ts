@@ -79,6 +79,8 @@ export class QueueManager {
   private readonly parked = new Map<string, Set<Entry>>();
   private readonly health = new Map<string, DestinationHealth>();
   private readonly probeTimers = new Map<string, NodeJS.Timeout>();
+  /** Destinations with a probe in flight: no other probe starts, and its end sets the next. */
+  private readonly probing = new Set<string>();
   private readonly inFlight = new Map<string, number>();
   private readonly names = new Map<string, string>();
   private running = 0;
@@ -330,19 +332,27 @@ export class QueueManager {
     const dest = e.dest;
     this.running++;
     this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
+    if (mode === 'probe') this.probing.add(dest);
     this.process(e, mode)
       .catch((err: Error): Finish => {
         this.log.error({ event: 'queue-error', qid: e.id, err: err.message }, 'delivery run failed; retrying in 60s');
         return { kind: 'again', at: Date.now() + 60_000, wake: e.wake };
       })
-      .then((f) => this.finish(e, f, dest));
+      .then((f) => this.finish(e, f, dest, mode));
   }
 
-  private finish(e: Entry, f: Finish, dest: string): void {
+  private finish(e: Entry, f: Finish, dest: string, mode: Mode): void {
     this.running--;
     const n = (this.inFlight.get(dest) ?? 1) - 1;
     if (n) this.inFlight.set(dest, n);
     else this.inFlight.delete(dest);
+    if (mode === 'probe') {
+      // The probe is over: the next one, if the destination is still dead (its time was set
+      // by the probe's result, or stands if the attempt never reached the destination).
+      this.probing.delete(dest);
+      const h = this.health.get(dest);
+      if (h?.state === 'dead') this.probeLater(dest, h.probeAt);
+    }
     if (e.deleting) {
       // Deleted during an attempt that did not remove it: remove it now, never retry it.
       this.forget(e);
@@ -392,16 +402,17 @@ export class QueueManager {
     this.probeLater(dest, event.probeAt);
   }
 
-  /** A dead destination's probe time: its oldest parked message is tried. */
+  /** A dead destination's probe time: its oldest parked message is tried (unless a probe is in flight). */
   private probe(dest: string): void {
     this.probeTimers.delete(dest);
+    if (this.probing.has(dest)) return;
     const first = this.parked.get(dest)?.values().next().value;
     if (first) this.ready1(first, 'probe');
   }
 
-  /** Every dead destination with parked messages has its probe coming. */
+  /** Every dead destination with parked messages has its probe coming (a probe in flight sets the next when it ends). */
   private probeLater(dest: string, at: number): void {
-    if (this.probeTimers.has(dest) || this.stopped) return;
+    if (this.probeTimers.has(dest) || this.probing.has(dest) || this.stopped) return;
     const t = setTimeout(() => this.probe(dest), Math.max(0, at - Date.now()));
     t.unref();
     this.probeTimers.set(dest, t);
@@ -548,14 +559,14 @@ export class QueueManager {
     }
     const policy = this.getPolicy();
     const now = Date.now();
-    const probing = mode === 'probe' ? e.dest : null;
+    const probeKey = mode === 'probe' ? e.dest : null;
 
     // Decide what to attempt: one SMTP transaction per destination, none to a dead one.
     const plan = planAttempt(env, policy);
     e.dest = this.intern(plan.groups[0]?.key ?? NO_DESTINATION); // routing follows the policy in force
     const dead = (key: string): DestinationHealth | null => {
       const h = this.health.get(key);
-      return h?.state === 'dead' && key !== probing ? h : null;
+      return h?.state === 'dead' && key !== probeKey ? h : null;
     };
     if (mode === 'normal' && !plan.decided.length && plan.groups.length && plan.groups.every((g) => dead(g.key))) return { kind: 'park' };
 
@@ -578,7 +589,7 @@ export class QueueManager {
           this.destinations.release(g.key);
         }
         const got = g.recipients.map((address) => byAddress?.get(address) ?? outcomes.internalError(failure ?? 'no result'));
-        if (byAddress) this.observe(g.key, got, g.key === probing);
+        if (byAddress) this.observe(g.key, got, g.key === probeKey);
         g.recipients.forEach((address, i) => results.push({ address, connector: g.routeName, outcome: got[i]! }));
       }),
     );

@@ -130,3 +130,51 @@ describe('a backlog over an outage of the next hop', () => {
     expect(await metrics()).toEqual({ dead: 0, parked: 0 });
   });
 });
+
+describe('a dead next hop that is slow to fail', () => {
+  // It takes each connection and drops it only after 1.5 s: a probe is in flight for that long
+  // while mail keeps arriving. One probe at a time, one per retry interval — not one per arrival.
+  let gw2: RunningGateway | null = null;
+  let slow: net.Server | null = null;
+  let slowConnections = 0;
+  afterAll(async () => {
+    await gw2?.stop();
+    slow?.close();
+  });
+
+  it('mail arriving during a probe waits for it; it starts no probe of its own', async () => {
+    const d = tmpDir('slowhop');
+    const slowPort = await freePort();
+    slow = net.createServer((socket) => {
+      slowConnections++;
+      socket.on('error', () => {});
+      setTimeout(() => socket.destroy(), 1500);
+    });
+    await new Promise<void>((r) => slow!.listen(slowPort, '127.0.0.3', () => r()));
+    gw2 = await startGateway(
+      writePolicy(d, {
+        gateway: testGateway(d, pki, { queue: { directory: path.join(d, 'queue'), retryIntervals: [`${INTERVAL_S}s`] }, limits: { maxMessagesPerMinutePerIp: 100_000 } }),
+        acceptedDomains: [{ domain: 'contoso.com' }],
+        inboundConnectors: [{ name: 'OnPrem', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.11'] }],
+        outboundConnectors: [{ name: 'Fabrikam', connectorType: 'partner', recipientDomains: ['fabrikam.test'], smartHosts: [`[127.0.0.3]:${slowPort}`] }],
+      }),
+    );
+    const t = nodemailer.createTransport({ host: '127.0.0.1', port: gw2.port, localAddress: '127.0.0.11', pool: true, maxConnections: 1, tls: { rejectUnauthorized: false } } as never);
+    try {
+      const t0 = Date.now();
+      await t.sendMail({ from: 'app@contoso.com', to: 'first@fabrikam.test', subject: 'slow', text: 'x' });
+      await gw2.waitFor((e) => e.event === 'destination-dead', 5_000);
+      // Ten messages a second for five seconds: several probes' flights long.
+      for (let i = 0; i < 50; i++) {
+        await t.sendMail({ from: 'app@contoso.com', to: `u${i}@fabrikam.test`, subject: `slow ${i}`, text: 'x' });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const seconds = (Date.now() - t0) / 1000;
+      expect(gw2.events('parked').length).toBeGreaterThanOrEqual(40);
+      // The first attempt, then one probe per interval (+1 for the interval under way).
+      expect(slowConnections).toBeLessThanOrEqual(2 + Math.ceil(seconds / INTERVAL_S));
+    } finally {
+      t.close();
+    }
+  });
+});

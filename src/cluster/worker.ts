@@ -119,7 +119,8 @@ export async function runWorker(file: string): Promise<void> {
     send({ t: 'start-failed', error: (e as Error).message });
     return;
   }
-  // The 'listening' lines are out before the first process says 'started'.
+  // Its 'listening' lines are flushed first (best effort: another process's stdout writes are not
+  // ordered with ours); the 'started' line of the first process carries the ports.
   await new Promise<void>((r) => log.flush(() => r()));
   send({ t: 'listening', ports: server.ports });
 }

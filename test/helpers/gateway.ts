@@ -107,7 +107,9 @@ export async function startGateway(configFile: string, env: Record<string, strin
   const started = gw.waitFor((e) => e.event === 'started', 15_000);
   const result = await Promise.race([started.then(() => 'started'), gw.exited.then((c) => `exited ${c}`)]);
   if (result !== 'started') throw new Error(`gateway did not start (${result}): ${gw.stderr}`);
-  for (const l of gw.events('listening')) gw.ports[l.listener as string] = l.port as number;
+  // The ports from the 'started' line: with worker processes, their own 'listening' lines are
+  // written by other processes and may reach stdout after it.
+  for (const l of (await started).listeners as Array<{ name: string; port: number }>) gw.ports[l.name] = l.port;
   return gw;
 }
 

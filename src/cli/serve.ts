@@ -27,6 +27,7 @@ import { TraceStore, traceFile } from '../trace/store.js';
 import { parseTraceQuery } from '../trace/query.js';
 import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
+import { enabledOutboundConnector } from '../policy/outbound.js';
 import type { Logger } from '../observe/log.js';
 import { configPath, fail, loadOrExit, VERSION } from './common.js';
 import { WorkerPool } from '../cluster/primary.js';
@@ -116,7 +117,7 @@ export async function serve(args: string[]): Promise<void> {
           queued: (env) => manager.enqueue(env),
           ...(trace ? { trace: (line: string) => trace.push(line) } : {}),
           verify: (address, name) => {
-            const c = policy.outboundConnectors.find((x) => x.name === name && x.enabled);
+            const c = enabledOutboundConnector(policy, name);
             return c ? verifier.verify(address, c) : Promise.resolve({ result: 'unknown' as const, detail: `outbound connector "${name}" is not in the policy in force`, cached: false });
           },
         })

@@ -46,6 +46,11 @@ export function routeDomain(policy: Policy, domain: string): Route {
   return { kind: 'connector', connector: best.connector, matchedBy: matchedPattern(best.connector, domain) };
 }
 
+/** The outbound connector of that name if it is in force (enabled): what a mail flow rule's route or a worker's callout names. */
+export function enabledOutboundConnector(policy: Policy, name: string): OutboundConnector | null {
+  return policy.outboundConnectors.find((c) => c.name === name && c.enabled) ?? null;
+}
+
 /**
  * SPEC §3/§4: the route for a recipient domain, where an accepted domain that no outbound
  * connector routes has none — its MX points at the gateway itself, so MX is never used for it.

@@ -4,7 +4,7 @@
 //                  DSNs to send (RFC 3461 NOTIFY honoured) and when to try again.
 // The manager (manager.ts) reads the envelope, delivers, calls these and performs the result.
 import { domainOf } from '../mail/address.js';
-import { routeRecipientDomain, type Route } from '../policy/outbound.js';
+import { enabledOutboundConnector, routeRecipientDomain, type Route } from '../policy/outbound.js';
 import type { Policy } from '../policy/types.js';
 import type { DsnKind, DsnRecipient } from '../delivery/dsn.js';
 import { outcomes, type RecipientOutcome } from '../delivery/status.js';
@@ -53,7 +53,7 @@ export function planAttempt(env: Envelope, policy: Policy): AttemptPlan {
     if (r.rule) {
       // A mail flow rule chose the connector at end of DATA (SPEC §9); it must still exist.
       const name = r.rule.connector;
-      const c = policy.outboundConnectors.find((x) => x.name === name && x.enabled);
+      const c = enabledOutboundConnector(policy, name);
       if (!c) {
         decided.push({ address: r.address, outcome: outcomes.ruleRouteMissing(name, r.rule.name) });
         continue;

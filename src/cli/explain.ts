@@ -6,9 +6,9 @@ import { evaluateRules } from '../policy/rules.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersFrom } from '../policy/headers.js';
 import type { Policy, TransportRule } from '../policy/types.js';
 import { parseSize } from '../config/units.js';
-import { mtaStsModeFor, outboundSecurity, type OutboundSecurity } from '../policy/outbound-security.js';
-import type { Route } from '../policy/outbound.js';
-import { formatReply } from '../policy/replies.js';
+import { describePolicies, outboundPolicies } from '../delivery/plan.js';
+import { formatReply, replies } from '../policy/replies.js';
+import { tlsFlags } from '../policy/envelope.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
 export function explain(args: string[]): void {
@@ -23,6 +23,7 @@ export function explain(args: string[]): void {
       to: { type: 'string', multiple: true, default: [] },
       header: { type: 'string', multiple: true, default: [] },
       size: { type: 'string' },
+      requiretls: { type: 'boolean', default: false },
     },
   });
   if (!values.ip || values.from === undefined) throw usageError('explain needs --ip and --from (and usually --to)');
@@ -30,6 +31,10 @@ export function explain(args: string[]): void {
   const file = configPath(values.config);
   const policy = loadOrExit(file, { checkFiles: false });
   const certNames = values['cert-name']!;
+  const headers = parseHeaderArgs(values.header!);
+  // RFC 8689 as the session would queue it: REQUIRETLS on MAIL FROM, or the header TLS-Required: No.
+  const flags = tlsFlags(values.requiretls!, headers);
+  const envelopeTls = { requireTls: !!flags.requireTls, tlsRequiredNo: !!flags.tlsRequiredNo };
   const tls = values.tls || certNames.length > 0;
   const out: string[] = [];
   out.push(`session: ip ${values.ip}, ${tls ? 'TLS' : 'no TLS'}${certNames.length ? `, verified certificate names: ${certNames.join(', ')}` : ''}`);
@@ -61,14 +66,17 @@ export function explain(args: string[]): void {
       } else {
         out.push(`  outbound: no connector; MX lookup of ${rd.domain}, opportunistic TLS`);
       }
-      out.push(`  security: ${describeSecurity(outboundSecurity(policy, route), route)}`);
-      if (mtaStsModeFor(policy, route) !== 'none') out.push('  MTA-STS: where DANE does not protect the domain, its MTA-STS policy (looked up at delivery, cached) decides: enforce = listed MX hosts only, TLS with a certificate valid for the MX name');
+      // The outbound plan's first step (delivery/plan.ts): what may secure this delivery, before DNS.
+      const plan = outboundPolicies(policy, route, rd.domain, envelopeTls, () => '');
+      const [first, ...more] = describePolicies(plan, route);
+      out.push(`  security: ${first}`);
+      for (const line of more) out.push(`  ${line}`);
       if (rd.verifyWith) out.push(`  recipient verification: callout to the next hops of ${rd.verifyWith.name}; 550 5.4.1 if they refuse the address (explain does not call out)`);
       out.push('  reply: 250 Accepted');
       accepted.push(to);
     }
-    if (accepted.length) ruleRefusal = explainData(out, policy, a, values.from, accepted, values.header!, values.size);
-    else if (values.to!.length) out.push('no recipient accepted: DATA would be refused (554 5.5.1)');
+    if (accepted.length) ruleRefusal = explainData(out, policy, a, values.from, accepted, headers, values.size);
+    else if (values.to!.length) out.push(`no recipient accepted: DATA would be refused (${formatReply(replies.needRcpt())})`);
   }
   process.stdout.write(out.join('\n') + '\n');
   // 0: the message would be accepted (for at least one recipient); 3: it would be refused.
@@ -76,14 +84,9 @@ export function explain(args: string[]): void {
 }
 
 /** End of DATA: the header firewall and the mail flow rules. Returns whether a rule refuses the message. */
-function explainData(out: string[], policy: Policy, a: Attribution, sender: string, recipients: string[], headerArgs: string[], sizeArg: string | undefined): boolean {
+function explainData(out: string[], policy: Policy, a: Attribution, sender: string, recipients: string[], headers: HeaderField[], sizeArg: string | undefined): boolean {
   const size = sizeArg === undefined ? 0 : parseSize(sizeArg);
   if (size === null) throw usageError(`--size ${sizeArg}: not a size (e.g. 12MB)`);
-  const headers = headerArgs.map((h) => {
-    const colon = h.indexOf(':');
-    if (colon <= 0) throw usageError(`--header "${h}": write "Name: value"`);
-    return { name: h.slice(0, colon).trim(), value: h.slice(colon + 1).trim() };
-  });
   out.push(`DATA (${size} bytes${headers.length ? `, headers: ${headers.map((h) => h.name).join(', ')}` : ''})`);
   const keep = keepExchangeHeadersFrom(a);
   out.push(`  header firewall: X-MS-Exchange-Organization-*, -CrossPremises-*, -Forest-* from this session are ${keep ? 'kept (onPremises connector with cloudServicesMailEnabled)' : 'removed'}`);
@@ -105,12 +108,14 @@ function explainData(out: string[], policy: Policy, a: Attribution, sender: stri
   return false;
 }
 
-function describeSecurity(s: OutboundSecurity, route: Route): string {
-  if (s.policy === 'dane') {
-    const without = s.mode === 'mandatory' ? 'without secure TLSA the delivery is deferred (4.7.324)' : `without secure TLSA, ${route.kind === 'connector' && route.connector.tlsSettings ? `tlsSettings ${route.connector.tlsSettings}` : 'opportunistic TLS'}`;
-    return `DANE (smtpDaneMode ${s.mode}): the MX hosts' DNSSEC-signed TLSA records, looked up at delivery, decide; ${without}`;
-  }
-  return s.why;
+type HeaderField = { name: string; value: string };
+
+function parseHeaderArgs(args: string[]): HeaderField[] {
+  return args.map((h) => {
+    const colon = h.indexOf(':');
+    if (colon <= 0) throw usageError(`--header "${h}": write "Name: value"`);
+    return { name: h.slice(0, colon).trim(), value: h.slice(colon + 1).trim() };
+  });
 }
 
 function describeActions(rule: TransportRule): string {

@@ -13,19 +13,15 @@ import { Spool } from '../queue/spool.js';
 import { QueueManager } from '../queue/manager.js';
 import { startControl } from '../queue/control.js';
 import { deliver, type DeliveryDeps } from '../delivery/client.js';
-import { ConnectionPool } from '../delivery/pool.js';
-import { HopResolver } from '../delivery/resolve.js';
+import { buildDeliveryDeps } from '../delivery/deps.js';
 import { RecipientVerifier } from '../delivery/verify.js';
 import { GatewayServer } from '../smtp/listener.js';
-import { cachedPemReader, readIdentity } from '../tls/files.js';
-import { SecureResolver } from '../delivery/dnssec-resolver.js';
 import { StsPolicies, stsCacheDir } from '../delivery/mta-sts.js';
 import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-report.js';
 import { TlsReporter } from '../queue/tls-reports.js';
 import type { ControlHandler } from '../queue/control.js';
 import { TraceStore, traceFile } from '../trace/store.js';
 import { parseTraceQuery } from '../trace/query.js';
-import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import { enabledOutboundConnector } from '../policy/outbound.js';
 import type { Logger } from '../observe/log.js';
@@ -62,7 +58,7 @@ export async function serve(args: string[]): Promise<void> {
     if (policy.gateway.outbound.tlsReporting) tlsResults.record(r);
   };
   // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
-  let delivery = deliveryDeps(policy, sts, report, tlsResult);
+  let delivery = buildDeliveryDeps(policy, { sts, report, tlsResult });
   // Metrics exist to be scraped: without an admin listener prom-client is not even loaded.
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
@@ -169,7 +165,7 @@ export async function serve(args: string[]): Promise<void> {
       return;
     }
     try {
-      const next = deliveryDeps(r.policy, sts, report, tlsResult);
+      const next = buildDeliveryDeps(r.policy, { sts, report, tlsResult });
       server?.reload(r.policy);
       delivery.pool.closeAll(); // cached connections were made under the old policy and identity
       delivery = next;
@@ -245,14 +241,6 @@ function safeRead(file: string): string | null {
   } catch {
     return null;
   }
-}
-
-/** Delivery's view of a policy: identity, resolver and CA files read once per policy. */
-function deliveryDeps(policy: Policy, sts: StsPolicies, report: DeliveryDeps['report'], tlsResult: DeliveryDeps['tlsResult']): DeliveryDeps & { pool: ConnectionPool; resolver: HopResolver } {
-  // The DNSSEC-aware resolver only where its AD bit can be trusted (SPEC §8).
-  const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((s): s is DnsServer => s !== null);
-  const secureResolver = dnssecTrust(policy).trusted && servers.length ? new SecureResolver(servers) : undefined;
-  return { policy, pool: new ConnectionPool(), identity: readIdentity(policy), resolver: new HopResolver(policy.gateway.dns.servers), readCa: cachedPemReader(), secureResolver, sts, report, tlsResult };
 }
 
 /** One log line saying what secures MX delivery under this policy. */

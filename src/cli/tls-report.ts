@@ -7,7 +7,7 @@ import { askDaemon } from '../queue/control.js';
 import { Spool } from '../queue/spool.js';
 import { TlsReporter } from '../queue/tls-reports.js';
 import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-report.js';
-import { HopResolver } from '../delivery/resolve.js';
+import { buildDeliveryDeps } from '../delivery/deps.js';
 import { createLogger } from '../observe/log.js';
 import { configPath, fail, loadOrExit, usageError } from './common.js';
 
@@ -23,7 +23,7 @@ export async function tlsReport(args: string[]): Promise<void> {
     if (!reply.ok) fail(reply.error, 1);
     lines = reply.lines ?? [];
   } else {
-    const resolver = new HopResolver(policy.gateway.dns.servers);
+    const { resolver } = buildDeliveryDeps(policy, {}, { identity: false });
     const reporter = new TlsReporter({
       results: new TlsResultLog(tlsResultDir(spool.dir)),
       spool,

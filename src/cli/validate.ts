@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import tls from 'node:tls';
 import { parseArgs } from 'node:util';
-import { HopResolver, type NextHop } from '../delivery/resolve.js';
+import type { NextHop } from '../delivery/resolve.js';
 import { checkName, domainToValidate } from '../delivery/tls-policy.js';
-import { deliver } from '../delivery/client.js';
+import { deliver, lookupHopFacts } from '../delivery/client.js';
 import { SmtpDialogue } from '../delivery/dialogue.js';
 import type { OutboundConnector, Policy } from '../policy/types.js';
 import { newQueueId } from '../queue/spool.js';
@@ -14,11 +14,9 @@ import { Readable } from 'node:stream';
 import { rfc5322Date } from '../mail/date.js';
 import { domainOf } from '../mail/address.js';
 import { contextTrustingRoots } from '../tls/context.js';
-import { outboundSecurity } from '../policy/outbound-security.js';
-import { lookupMx, planMx } from '../delivery/dane.js';
-import { SecureResolver } from '../delivery/dnssec-resolver.js';
-import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
-import { cachedPemReader, readIdentity } from '../tls/files.js';
+import { buildDeliveryDeps, type BuiltDeliveryDeps } from '../delivery/deps.js';
+import { describePolicies, outboundPolicies, planHops } from '../delivery/plan.js';
+import type { Route } from '../policy/outbound.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
 type Step = { ok: boolean; what: string; detail: string; required: boolean };
@@ -83,7 +81,8 @@ export async function validate(args: string[]): Promise<void> {
   }
   const exact = c.recipientDomains.find((d) => d.kind === 'exact');
   const rcptDomain = values.to ? domainOf(values.to) : exact?.kind === 'exact' ? exact.name : '';
-  const resolver = new HopResolver(policy.gateway.dns.servers);
+  const deps = buildDeliveryDeps(policy);
+  const resolver = deps.resolver;
   // The same trust as the daemon's deliveries: bundled roots plus the connector's CAs.
   const trust = contextTrustingRoots({ minVersion: 'TLSv1.2' }, c.tlsCertificateAuthorities ? [fs.readFileSync(c.tlsCertificateAuthorities, 'utf8')] : []);
   let hops: NextHop[] = [];
@@ -92,7 +91,7 @@ export async function validate(args: string[]): Promise<void> {
     if (c.useMXRecord) {
       if (!rcptDomain) throw new Error('useMXRecord: give --to ADDR to know which domain to look up');
       hops = await resolver.domain(rcptDomain);
-      out.push(...(await describeMxSecurity(policy, c, rcptDomain)));
+      out.push(...(await describeMxSecurity(c, rcptDomain, deps)));
     } else for (const h of c.smartHosts) hops.push(...(await resolver.smartHost(h)));
   } catch (e) {
     out.push(`FAIL resolve: ${(e as Error).message}`);
@@ -116,12 +115,7 @@ export async function validate(args: string[]): Promise<void> {
         route: { kind: 'connector', connector: c, matchedBy: 'validate' },
         content: () => Readable.from([Buffer.from(msg)]),
       },
-      {
-        policy,
-        identity: readIdentity(policy),
-        resolver,
-        readCa: cachedPemReader(),
-      },
+      deps,
     );
     const o = result.get(values.to)!;
     out.push(`${o.status === 'delivered' ? 'PASS' : 'FAIL'} test message to ${values.to}: ${o.status} ${o.code} ${o.detail}`);
@@ -132,15 +126,18 @@ export async function validate(args: string[]): Promise<void> {
   process.exit(failed ? 1 : 0);
 }
 
-/** For an MX connector: which security applies (SPEC §8), and what DANE finds for the domain. */
-async function describeMxSecurity(policy: Policy, c: OutboundConnector, domain: string): Promise<string[]> {
-  const s = outboundSecurity(policy, { kind: 'connector', connector: c, matchedBy: 'validate' });
-  if (s.policy !== 'dane') return [`security: ${s.why}`];
-  const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((x): x is DnsServer => x !== null);
-  const plan = planMx(await lookupMx(domain, new SecureResolver(servers)), s.mode);
-  if (!plan.ok) return [`security: DANE (smtpDaneMode ${s.mode}): ${plan.failure.code} ${plan.failure.detail}`];
-  return [
-    `security: DANE (smtpDaneMode ${s.mode})`,
-    ...plan.hops.map((h) => `  ${h.name} [${h.address}]: ${h.security.kind === 'dane' ? `TLSA ${h.security.tlsa.map((t) => `${t.usage} ${t.selector} ${t.matchingType}`).join(', ')} must match` : h.security.kind === 'encrypt' ? 'TLSA unusable: TLS required, not authenticated' : `no secure TLSA: tlsSettings ${c.tlsSettings ?? 'null (opportunistic)'}`}`),
-  ];
+/** For an MX connector: the outbound plan delivery would make now (SPEC §8), hop by hop. */
+async function describeMxSecurity(c: OutboundConnector, domain: string, deps: BuiltDeliveryDeps): Promise<string[]> {
+  const route: Route = { kind: 'connector', connector: c, matchedBy: 'validate' };
+  const p = outboundPolicies(deps.policy, route, domain, { requireTls: false, tlsRequiredNo: false }, deps.readCa, !!deps.secureResolver);
+  const out = describePolicies(p, route).map((l) => `security: ${l}`);
+  const plan = planHops(p, await lookupHopFacts(p, route, deps));
+  if (!plan.ok) return [...out, `plan: ${plan.outcome.status} ${plan.outcome.code} ${plan.outcome.detail}`];
+  const tlsWords = `tlsSettings ${c.tlsSettings ?? 'null (opportunistic)'}`;
+  for (const h of plan.hops) {
+    const s = h.security;
+    const what = s.kind === 'dane' ? `TLSA ${s.tlsa.map((t) => `${t.usage} ${t.selector} ${t.matchingType}`).join(', ')} must match` : s.kind === 'encrypt' ? 'TLSA unusable: TLS required, not authenticated' : s.kind === 'sts' ? `MTA-STS ${s.mode}: TLS with a certificate valid for ${h.name}` : p.dane ? `no secure TLSA: ${tlsWords}` : tlsWords;
+    out.push(`  ${h.name} [${h.address}]: ${what}`);
+  }
+  return out;
 }

@@ -6,13 +6,13 @@ import { encodeXtext } from '../mail/xtext.js';
 import type { Route } from '../policy/outbound.js';
 import type { OutboundConnector, Policy } from '../policy/types.js';
 import { caSetKey } from '../tls/context.js';
-import { connectionTlsOptions, domainToValidate, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
+import { connectionTlsOptions, type ClientIdentity, type TlsRequirement } from './tls-policy.js';
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
 import { connectionFacts, isRequireTlsRefusal, offersExtension, peerCertificates, peerVerification, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
-import { lookupMx, matchTlsa, planMx, type SecuredHop } from './dane.js';
+import { lookupMx, matchTlsa, type SecuredHop } from './dane.js';
+import { hopFailureUnder, outboundPolicies, planFailure, planHops, securedHops, tlsaVerdict, wantsMtaSts, type HopFacts, type OutboundPolicies } from './plan.js';
 import type { SecureResolver } from './dnssec-resolver.js';
-import { mtaStsModeFor, outboundSecurity } from '../policy/outbound-security.js';
-import { mxAllowed, type StsPolicies, type StsPolicy } from './mta-sts.js';
+import type { StsPolicies } from './mta-sts.js';
 import { resultTypeOf, type ResultType, type SessionResult } from './tls-report.js';
 import { ConnectionPool, dispose } from './pool.js';
 import { HeaderFilter } from './header-filter.js';
@@ -70,15 +70,6 @@ function shuffle<T>(a: T[]): T[] {
   return a;
 }
 
-/** What a connector's tlsSettings demand of a connection for a recipient domain (SPEC §4). */
-export function connectorTlsRequirement(c: OutboundConnector, rcptDomain: string, readCa: (file: string) => string): TlsRequirement {
-  return {
-    settings: c.tlsSettings,
-    extraCa: c.tlsCertificateAuthorities ? [readCa(c.tlsCertificateAuthorities)] : [],
-    domain: c.tlsSettings === 'domainValidation' ? domainToValidate(c.tlsDomain, rcptDomain) : null,
-  };
-}
-
 /** A connector's next hops: the MX of the recipient domain, or its smart hosts in random order. */
 export async function connectorHops(c: OutboundConnector, rcptDomain: string, resolver: HopResolver): Promise<NextHop[]> {
   if (c.useMXRecord) return resolver.domain(rcptDomain);
@@ -95,94 +86,50 @@ export async function connectorHops(c: OutboundConnector, rcptDomain: string, re
   return hops;
 }
 
-export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map<string, RecipientOutcome>> {
-  const { route } = job;
-  const rcptDomain = domainOf(job.recipients[0] ?? '');
-  const all = (o: RecipientOutcome): Map<string, RecipientOutcome> => new Map(job.recipients.map((r) => [r, o]));
-
-  const req: TlsRequirement = route.kind === 'connector' ? connectorTlsRequirement(route.connector, rcptDomain, deps.readCa) : { settings: null, extraCa: [], domain: null };
-  const secured = await secureHops(job, deps, rcptDomain);
-  if (!('hops' in secured)) return all(secured);
-  const { hops, label } = secured;
-
-  let last: HopFailure = hopFailure('dns', 'no next hop');
-  // REQUIRETLS: each hop must prove its name with a verified certificate and offer REQUIRETLS.
-  const requireTls = !!job.envelope.requireTls;
-  let tlsUnmetOnly = requireTls;
-  let lastHop: SecuredHop | null = null;
-  for (const hop of hops) {
-    let testingFailure: ResultType | null = null;
-    const hopReq = { ...hopRequirement(req, hop, requireTls), onStsTestingFailure: (r: ResultType) => (testingFailure = r) };
-    const result = await attempt(job, deps, hop, hopReq);
-    recordTlsResult(deps, rcptDomain, hop, result instanceof Map ? (testingFailure ?? 'success') : resultTypeOf(result.kind));
-    if (result instanceof Map) {
-      for (const [r, o] of result) result.set(r, { ...o, ...label(hop) });
-      return result;
-    }
-    last = result;
-    lastHop = hop;
-    if (!REQUIRETLS_UNMET.has(result.kind)) tlsUnmetOnly = false;
-  }
-  // No hop could meet REQUIRETLS (as opposed to being unreachable): the sender is told now.
-  if (tlsUnmetOnly && hops.length) return all({ ...outcomes.requireTlsUnmet(last), ...label(lastHop) });
-  return all({ ...outcomes.hopsFailed(last), ...label(lastHop) });
-}
-
-/**
- * The next hops and what each one's TLS must prove (SPEC §8). MX routes: DANE where the domain's
- * DNSSEC-signed TLSA records say so; otherwise MTA-STS where the domain publishes a policy;
- * otherwise the connector's tlsSettings (or opportunistic TLS). A message with
- * `TLS-Required: No` (RFC 8689 §5) is sent without DANE or MTA-STS, as its sender asked.
- * Returns the outcome for every recipient instead when the domain cannot be used now.
- */
-async function secureHops(job: DeliveryJob, deps: DeliveryDeps, rcptDomain: string): Promise<{ hops: SecuredHop[]; label: (hop: SecuredHop | null) => Pick<RecipientOutcome, 'security'> } | RecipientOutcome> {
-  const { route } = job;
-  const mxRoute = route.kind === 'mx' || route.connector.useMXRecord;
-  const policies = !job.envelope.tlsRequiredNo;
-  const security = outboundSecurity(deps.policy, route);
-  const dane = policies && security.policy === 'dane' && deps.secureResolver ? { mode: security.mode, resolver: deps.secureResolver } : null;
-  let hops: SecuredHop[];
-  if (dane) {
-    const plan = planMx(await lookupMx(rcptDomain, dane.resolver), dane.mode);
-    if (!plan.ok) return { status: plan.permanent ? 'failed' : 'deferred', code: plan.status, detail: plan.failure.detail, security: 'dane' };
-    hops = plan.hops;
-  } else {
+/** The DNS facts the plan needs (plan.ts HopFacts): DANE's lookup, or the resolver's hops; then MTA-STS where it applies. */
+export async function lookupHopFacts(p: OutboundPolicies, route: Route, deps: Pick<DeliveryDeps, 'resolver' | 'secureResolver' | 'sts'>): Promise<HopFacts> {
+  let found: HopFacts['found'];
+  if (p.dane && deps.secureResolver) found = { dane: await lookupMx(p.rcptDomain, deps.secureResolver) };
+  else {
     try {
-      const found = route.kind === 'connector' ? await connectorHops(route.connector, rcptDomain, deps.resolver) : await deps.resolver.domain(rcptDomain);
-      hops = found.map((h) => ({ ...h, security: { kind: 'none' } }));
+      found = { hops: route.kind === 'connector' ? await connectorHops(route.connector, p.rcptDomain, deps.resolver) : await deps.resolver.domain(p.rcptDomain) };
     } catch (e) {
       if (!(e instanceof ResolveError)) throw e;
-      return { status: e.permanent ? 'failed' : 'deferred', code: e.status, detail: e.message };
+      found = { error: { permanent: e.permanent, status: e.status, detail: e.message } };
     }
   }
-  // MTA-STS where DANE does not protect the domain.
-  let sts: 'enforce' | 'testing' | null = null;
-  if (mxRoute && policies && deps.sts && mtaStsModeFor(deps.policy, route) !== 'none' && hops.every((h) => h.security.kind === 'none')) {
-    const found = await deps.sts.forDomain(rcptDomain);
-    if (found.policy && found.policy.mode !== 'none') {
-      const policy = found.policy;
-      sts = policy.mode === 'enforce' ? 'enforce' : 'testing';
-      if (sts === 'enforce') {
-        const listed = hops.filter((h) => mxAllowed(policy, h.name));
-        if (!listed.length) {
-          const f = hopFailure('certificate-host-mismatch', `certificate-host-mismatch: the MTA-STS policy of ${rcptDomain} (id ${found.id}) lists none of its MX hosts (${[...new Set(hops.map((h) => h.name))].join(', ')}); allowed: ${policy.mx.join(', ')}`);
-          return { status: 'deferred', code: f.code, detail: f.detail, security: 'mta-sts-enforce' };
-        }
-        hops = listed.map((h) => ({ ...h, security: { kind: 'sts', mode: 'enforce', policy: policyLines(policy) } }));
-      } else hops = hops.map((h) => ({ ...h, security: { kind: 'sts', mode: 'testing', policy: policyLines(policy) } }));
-    }
-  }
-  const label = (hop: SecuredHop | null): Pick<RecipientOutcome, 'security'> => {
-    if (!mxRoute) return {};
-    if (sts) return { security: sts === 'enforce' ? 'mta-sts-enforce' : 'mta-sts-testing' };
-    if (!dane) return { security: 'tlsSettings' };
-    return { security: hop?.security.kind === 'encrypt' ? 'dane-encrypt' : hop?.security.kind === 'none' ? 'dane-none' : 'dane' };
-  };
-  return { hops, label };
+  // MTA-STS only where DANE protects none of the hops (the plan says so from the facts so far).
+  if (!deps.sts || !p.mtaSts) return { found };
+  const secured = securedHops(p, found);
+  if (!secured.ok || !wantsMtaSts(p, secured.hops)) return { found };
+  const sts = await deps.sts.forDomain(p.rcptDomain);
+  return { found, sts: sts.policy ? { policy: sts.policy, id: sts.id } : null };
 }
 
-/** The MTA-STS policy as RFC 8460's policy-string writes it. */
-const policyLines = (p: StsPolicy): string[] => ['version: STSv1', `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
+export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map<string, RecipientOutcome>> {
+  const rcptDomain = domainOf(job.recipients[0] ?? '');
+  const all = (o: RecipientOutcome): Map<string, RecipientOutcome> => new Map(job.recipients.map((r) => [r, o]));
+  const env = job.envelope;
+  const p = outboundPolicies(deps.policy, job.route, rcptDomain, { requireTls: !!env.requireTls, tlsRequiredNo: !!env.tlsRequiredNo }, deps.readCa, !!deps.secureResolver);
+  const plan = planHops(p, await lookupHopFacts(p, job.route, deps));
+  if (!plan.ok) return all(plan.outcome);
+
+  const failures: HopFailure[] = [];
+  let lastLabel = plan.label;
+  for (const hop of plan.hops) {
+    let testingFailure: ResultType | null = null;
+    const req = { ...hop.requirement, onStsTestingFailure: (r: ResultType) => (testingFailure = r) };
+    const result = await attempt(job, deps, hop, req);
+    recordTlsResult(deps, rcptDomain, hop, result instanceof Map ? (testingFailure ?? 'success') : resultTypeOf(result.kind));
+    if (result instanceof Map) {
+      if (hop.label) for (const [r, o] of result) result.set(r, { ...o, security: hop.label });
+      return result;
+    }
+    failures.push(result);
+    lastLabel = hop.label;
+  }
+  return all(planFailure(p, failures, lastLabel));
+}
 
 /** RFC 8460: one TLS negotiation under DANE or MTA-STS, for the daily report. */
 function recordTlsResult(deps: DeliveryDeps, domain: string, hop: SecuredHop, result: SessionResult['result'] | null): void {
@@ -190,24 +137,6 @@ function recordTlsResult(deps: DeliveryDeps, domain: string, hop: SecuredHop, re
   if (!deps.tlsResult || result === null || s.kind === 'none') return;
   const policy = s.kind === 'sts' ? { policyType: 'sts' as const, policyString: s.policy } : { policyType: 'tlsa' as const, policyString: s.kind === 'dane' ? s.tlsa.map((t) => `${t.usage} ${t.selector} ${t.matchingType} ${t.data.toString('hex')}`) : [] };
   deps.tlsResult({ at: new Date().toISOString(), domain, ...policy, mxHost: hop.name, receivingIp: hop.address, result });
-}
-
-/** Failures that mean a hop cannot meet REQUIRETLS (rather than being unreachable). */
-const REQUIRETLS_UNMET = new Set<HopFailure['kind']>(['requiretls', 'certificate', 'tls-unavailable', 'starttls-required', 'tlsa-invalid', 'certificate-expired', 'certificate-host-mismatch']);
-
-/**
- * What one hop's TLS must prove: DANE's TLSA match where DANE applies (it replaces PKIX and
- * satisfies REQUIRETLS), encryption at least where TLSA exists but none is usable, else the
- * connector's tlsSettings — with, for REQUIRETLS, a certificate verified for the hop's name.
- */
-function hopRequirement(req: TlsRequirement, hop: SecuredHop, requireTls: boolean): TlsRequirement {
-  const s = hop.security;
-  if (s.kind === 'dane') return { ...req, dane: { tlsa: s.tlsa, names: s.names } };
-  // MTA-STS enforce: TLS with a certificate valid for the MX name (RFC 8461 §4.2).
-  if (s.kind === 'sts' && s.mode === 'enforce') return { ...req, host: hop.name, sts: 'enforce' };
-  if (s.kind === 'sts') return requireTls ? { ...req, host: hop.name } : { ...req, sts: 'testing', stsHost: hop.name };
-  const base = s.kind === 'encrypt' && req.settings === null ? { ...req, settings: 'encryptionOnly' as const } : req;
-  return requireTls ? { ...base, host: hop.name } : base;
 }
 
 type SendInfo = { accepted: string[]; rejected: string[]; rejectedErrors?: NodemailerError[]; response?: string };
@@ -322,8 +251,8 @@ function open(deps: DeliveryDeps, hop: NextHop, req: TlsRequirement, tlsOpts: Re
       }
       if (req.dane) {
         // DANE: the chain the server sent must match a TLSA record before anything is sent.
-        const m = matchTlsa(req.dane.tlsa, peerCertificates(conn), req.dane.names);
-        if (!m.ok) return fail(hopFailure('tlsa-invalid', `tlsa-invalid: ${remote}: ${m.reason}`));
+        const refused = tlsaVerdict(matchTlsa(req.dane.tlsa, peerCertificates(conn), req.dane.names), remote);
+        if (refused) return fail(refused);
       }
       if (req.sts === 'testing' && req.stsHost) {
         // MTA-STS testing: deliver as usual, and report what enforce would have refused.
@@ -350,20 +279,6 @@ function stsTestingProblem(conn: Conn, mx: string): ResultType | null {
   return leaf && leaf.checkHost(mx) !== undefined ? null : 'certificate-host-mismatch';
 }
 
-/**
- * Under DANE or MTA-STS enforce, TLS that cannot be had is Exchange's 4.7.321
- * starttls-not-supported; under MTA-STS, an expired certificate is 4.7.322 and one for another
- * name 4.7.325.
- */
-function policyFailure(req: TlsRequirement, f: HopFailure): HopFailure {
-  if ((req.dane || req.sts === 'enforce') && f.kind === 'tls-unavailable') return hopFailure('starttls-required', `starttls-not-supported: ${f.detail}`);
-  if (req.sts === 'enforce' && f.kind === 'certificate') {
-    if (f.certificate?.reason === 'CERT_HAS_EXPIRED') return hopFailure('certificate-expired', `certificate-expired: ${f.detail}`, f.certificate);
-    if (f.certificate?.problem === 'name') return hopFailure('certificate-host-mismatch', `certificate-host-mismatch: ${f.detail}`, f.certificate);
-  }
-  return f;
-}
-
 async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: TlsRequirement): Promise<Map<string, RecipientOutcome> | HopFailure> {
   const remote = `${hop.name}[${hop.address}]:${hop.port}`;
   const sni = hop.name !== hop.address ? hop.name : undefined;
@@ -385,12 +300,12 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
     if (r.failure.kind === 'requiretls') return r.failure; // what the hop offers, not a stale connection
   }
   const conn = await open(deps, hop, req, tlsOpts, remote);
-  if (!(conn instanceof SMTPConnection)) return policyFailure(req, conn);
+  if (!(conn instanceof SMTPConnection)) return hopFailureUnder(req, conn);
   const r = await transaction(conn, job, remote, tlsOpts.requireTLS);
   if (r.kind === 'failure') {
     dispose(conn);
     conn.close();
-    return policyFailure(req, r.failure);
+    return hopFailureUnder(req, r.failure);
   }
   if (r.reusable && pool) pool.give(key, conn, 1);
   else dispose(conn);

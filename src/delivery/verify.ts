@@ -12,7 +12,8 @@
 import { domainOf } from '../mail/address.js';
 import { Limiter } from '../mail/limiter.js';
 import type { OutboundConnector } from '../policy/types.js';
-import { connectorHops, connectorTlsRequirement } from './client.js';
+import { connectorHops } from './client.js';
+import { connectorTlsRequirement } from './plan.js';
 import { SmtpDialogue } from './dialogue.js';
 import type { HopResolver, NextHop } from './resolve.js';
 import { connectionTlsOptions, type ClientIdentity } from './tls-policy.js';

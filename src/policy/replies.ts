@@ -36,6 +36,8 @@ export const replies = {
   hopCountExceeded: (): Reply => ({ code: 554, enhanced: '5.4.6', text: 'Hop count exceeded - possible mail loop' }),
   unknownRecipient: (): Reply => ({ code: 550, enhanced: '5.4.1', text: 'Recipient address rejected: Access denied' }),
   badRecipientSyntax: (): Reply => ({ code: 501, enhanced: '5.1.3', text: 'Bad recipient address syntax' }),
+  /** DATA with no recipient accepted: smtp-server answers this itself (its words); explain says it. */
+  needRcpt: (): Reply => ({ code: 503, enhanced: '5.5.1', text: 'Error: need RCPT command' }),
   needMail: (): Reply => ({ code: 503, enhanced: '5.5.1', text: 'Error: need MAIL command' }),
   queued: (id: string): Reply => ({ code: 250, enhanced: '2.6.0', text: `Queued as ${id}` }),
   localError: (): Reply => ({ code: 451, enhanced: '4.3.0', text: 'Local error in processing, try again later' }),

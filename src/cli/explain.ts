@@ -9,6 +9,7 @@ import { parseSize } from '../config/units.js';
 import { describePolicies, outboundPolicies } from '../delivery/plan.js';
 import { formatReply, replies } from '../policy/replies.js';
 import { tlsFlags } from '../policy/envelope.js';
+import { describeCallout } from '../policy/verification.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
 export function explain(args: string[]): void {
@@ -71,7 +72,7 @@ export function explain(args: string[]): void {
       const [first, ...more] = describePolicies(plan, route);
       out.push(`  security: ${first}`);
       for (const line of more) out.push(`  ${line}`);
-      if (rd.verifyWith) out.push(`  recipient verification: callout to the next hops of ${rd.verifyWith.name}; 550 5.4.1 if they refuse the address (explain does not call out)`);
+      if (rd.verifyWith && rd.accepted) out.push(`  recipient verification: ${describeCallout(rd.accepted, rd.verifyWith.name)}`);
       out.push('  reply: 250 Accepted');
       accepted.push(to);
     }

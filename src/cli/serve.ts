@@ -14,7 +14,7 @@ import { QueueManager } from '../queue/manager.js';
 import { startControl } from '../queue/control.js';
 import { deliver, type DeliveryDeps } from '../delivery/client.js';
 import { buildDeliveryDeps } from '../delivery/deps.js';
-import { RecipientVerifier } from '../delivery/verify.js';
+import { RecipientVerifier, verifiedAddressesFile } from '../delivery/verify.js';
 import { GatewayServer } from '../smtp/listener.js';
 import { StsPolicies, stsCacheDir } from '../delivery/mta-sts.js';
 import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-report.js';
@@ -106,7 +106,7 @@ export async function serve(args: string[]): Promise<void> {
   });
   recovering.catch(() => {}); // its failure is reported where it is awaited
   // SMTP sessions: in this process, or in worker processes that hand their messages over.
-  const verifier = new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }));
+  const verifier = new RecipientVerifier(() => ({ hostname: policy.gateway.hostname, identity: delivery.identity, resolver: delivery.resolver, readCa: delivery.readCa }), { positiveFile: verifiedAddressesFile(spool.dir) });
   const workers =
     policy.gateway.workers > 0
       ? new WorkerPool(policy.gateway.workers, log, {
@@ -114,7 +114,7 @@ export async function serve(args: string[]): Promise<void> {
           ...(trace ? { trace: (line: string) => trace.push(line) } : {}),
           verify: (address, name) => {
             const c = enabledOutboundConnector(policy, name);
-            return c ? verifier.verify(address, c) : Promise.resolve({ result: 'unknown' as const, detail: `outbound connector "${name}" is not in the policy in force`, cached: false });
+            return c ? verifier.verify(address, c) : Promise.resolve({ result: 'unknown' as const, detail: `outbound connector "${name}" is not in the policy in force`, cached: false, lastValidAt: null });
           },
         })
       : null;
@@ -199,6 +199,7 @@ export async function serve(args: string[]): Promise<void> {
     await manager.stop(10_000);
     reporter.stop();
     trace?.close();
+    verifier.close();
     control.close();
     delivery.pool.closeAll();
     log.info({ event: 'stopped' }, 'stopped');

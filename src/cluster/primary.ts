@@ -115,7 +115,7 @@ export class WorkerPool {
       case 'verify':
         void this.handlers
           .verify(m.address, m.connector)
-          .catch((e: Error): Verdict => ({ result: 'unknown', detail: `verification failed: ${e.message}`, cached: false }))
+          .catch((e: Error): Verdict => ({ result: 'unknown', detail: `verification failed: ${e.message}`, cached: false, lastValidAt: null }))
           .then((verdict) => this.send(w, { t: 'verified', id: m.id, verdict }));
         return;
       case 'metrics':

@@ -51,7 +51,7 @@ class Remote implements SessionCounters {
   }
   async verify(address: string, connector: OutboundConnector): Promise<Verdict> {
     const m = await this.ask((id) => ({ t: 'verify', id, address, connector: connector.name }));
-    return m.t === 'verified' ? m.verdict : { result: 'unknown', detail: 'no answer', cached: false };
+    return m.t === 'verified' ? m.verdict : { result: 'unknown', detail: 'no answer', cached: false, lastValidAt: null };
   }
 }
 

@@ -120,7 +120,7 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
     acceptedDomains: raw.acceptedDomains.map((a, i): AcceptedDomain => {
       const p = pattern(a.domain, ['acceptedDomains', i, 'domain'], d) ?? { kind: 'exact', name: '', text: a.domain };
       if (p.kind === 'any') d.error(['acceptedDomains', i, 'domain'], '"*" would make the gateway an open relay', 'list the domains you own');
-      return { pattern: p, domainType: a.domainType, recipientVerification: a.recipientVerification };
+      return { pattern: p, domainType: a.domainType, recipientVerification: a.recipientVerification, unverifiedRecipients: a.unverifiedRecipients };
     }),
     inboundConnectors: raw.inboundConnectors.map((c, i): InboundConnector => {
       const at = ['inboundConnectors', i];

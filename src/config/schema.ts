@@ -74,6 +74,7 @@ const acceptedDomain = z.strictObject({
   domain: str,
   domainType: z.enum(['authoritative', 'internalRelay']).default('authoritative'),
   recipientVerification: z.enum(['none', 'callout']).default('none'),
+  unverifiedRecipients: z.enum(['defer', 'accept']).default('defer'),
 });
 
 const inboundConnector = z.strictObject({

@@ -2,13 +2,15 @@
 // recipient of an authoritative domain is accepted, the domain's outbound connector is asked
 // whether it exists — connect with the connector's TLS demands, EHLO, MAIL FROM:<>,
 // RCPT TO:<address>, QUIT — as Postfix's reject_unverified_recipient does. Answers are cached
-// (positive 1 h, negative 10 min); concurrent questions about one address share one probe;
+// (positive 1 h before asking again, negative 10 min); concurrent questions about one address share one probe;
 // at most 10 probes run at once.
 //
-// A probe that cannot get an answer (host down, TLS refused, 4xx) gives "unknown" and the
-// recipient is accepted: the queue exists to carry mail over an on-premises outage, and
-// refusing at RCPT then would bounce or delay every inbound message. Only a 5xx to RCPT —
-// the directory saying "no such user" — refuses the recipient.
+// A probe that cannot get an answer (host down, TLS refused, 4xx) gives "unknown". What follows
+// is decided by policy/verification.ts from the answer and the address's last positive answer,
+// which this file keeps on disk beside the queue (one JSON line per positive answer), so that an
+// outage that begins right after a restart still knows who was verified.
+import fs from 'node:fs';
+import path from 'node:path';
 import { domainOf } from '../mail/address.js';
 import { Limiter } from '../mail/limiter.js';
 import type { OutboundConnector } from '../policy/types.js';
@@ -22,6 +24,8 @@ export type VerifyResult = 'valid' | 'invalid' | 'unknown';
 
 export interface Verdict {
   result: VerifyResult;
+  /** The last positive answer for this address through this connector (ms since epoch), or null. */
+  lastValidAt: number | null;
   /** The next hop's reply to RCPT, or why there is none. */
   detail: string;
   cached: boolean;
@@ -42,6 +46,8 @@ export interface VerifierOptions {
   maxEntries: number;
   concurrency: number;
   timeoutMs: number;
+  /** Where positive answers are kept across restarts; none = in memory only. */
+  positiveFile?: string;
 }
 
 const DEFAULTS: VerifierOptions = {
@@ -53,8 +59,71 @@ const DEFAULTS: VerifierOptions = {
   timeoutMs: 15_000,
 };
 
+/** Where the daemon keeps the positive answers: beside the queue. */
+export function verifiedAddressesFile(queueDir: string): string {
+  return path.join(queueDir, '.verify', 'verified.jsonl');
+}
+
+/** Positive answers by key, most recent last; appended to a file of JSON lines and read back at start. */
+class PositiveAnswers {
+  private readonly at = new Map<string, number>();
+  private out: fs.WriteStream | null = null;
+
+  constructor(
+    private readonly file: string | undefined,
+    private readonly max: number,
+  ) {
+    if (!file) return;
+    let lines = 0;
+    try {
+      for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+        if (!line) continue;
+        lines++;
+        try {
+          const { k, t } = JSON.parse(line) as { k: unknown; t: unknown };
+          if (typeof k === 'string' && typeof t === 'number') this.keep(k, t);
+        } catch {
+          /* a torn last line after a crash: skipped */
+        }
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    // Compacted at start when most lines are stale: one line per address then.
+    if (lines > 2 * this.at.size + 1000) {
+      const tmp = `${file}.tmp`;
+      fs.writeFileSync(tmp, [...this.at].map(([k, t]) => JSON.stringify({ k, t }) + '\n').join(''), { mode: 0o600 });
+      fs.renameSync(tmp, file);
+    }
+    this.out = fs.createWriteStream(file, { flags: 'a', mode: 0o600 });
+    this.out.on('error', () => (this.out = null)); // then in memory only; answers are a cache, not mail
+  }
+
+  get(key: string): number | null {
+    return this.at.get(key) ?? null;
+  }
+
+  set(key: string, t: number): void {
+    this.keep(key, t);
+    this.out?.write(JSON.stringify({ k: key, t }) + '\n');
+  }
+
+  private keep(key: string, t: number): void {
+    this.at.delete(key);
+    this.at.set(key, t);
+    while (this.at.size > this.max) this.at.delete(this.at.keys().next().value!);
+  }
+
+  close(): void {
+    this.out?.end();
+    this.out = null;
+  }
+}
+
 export class RecipientVerifier {
   private readonly cache = new Map<string, { result: VerifyResult; detail: string; until: number }>();
+  private readonly positives: PositiveAnswers;
   private readonly inflight = new Map<string, Promise<Verdict>>();
   private readonly probes: Limiter;
   private readonly o: VerifierOptions;
@@ -65,9 +134,14 @@ export class RecipientVerifier {
   ) {
     this.o = { ...DEFAULTS, ...options };
     this.probes = new Limiter(this.o.concurrency);
+    this.positives = new PositiveAnswers(this.o.positiveFile, this.o.maxEntries);
   }
 
-  /** Forgets every answer (a new policy may route the domains elsewhere). */
+  close(): void {
+    this.positives.close();
+  }
+
+  /** Forgets the cached answers (a new policy may route the domains elsewhere); positive answers stay as history. */
   clear(): void {
     this.cache.clear();
   }
@@ -75,12 +149,13 @@ export class RecipientVerifier {
   async verify(address: string, connector: OutboundConnector): Promise<Verdict> {
     const key = `${connector.name}\0${address.toLowerCase()}`;
     const hit = this.cache.get(key);
-    if (hit && hit.until > Date.now()) return { result: hit.result, detail: hit.detail, cached: true };
+    if (hit && hit.until > Date.now()) return { result: hit.result, detail: hit.detail, cached: true, lastValidAt: this.positives.get(key) };
     let p = this.inflight.get(key);
     if (!p) {
       p = this.probes.run(() => probeRecipient(address, connector, this.deps(), this.o.timeoutMs)).then((v) => {
         this.remember(key, v.result, v.detail);
-        return v;
+        if (v.result === 'valid') this.positives.set(key, Date.now());
+        return { ...v, lastValidAt: this.positives.get(key) };
       });
       this.inflight.set(key, p);
       void p.finally(() => this.inflight.delete(key));
@@ -98,7 +173,7 @@ export class RecipientVerifier {
 }
 
 /** Asks the connector's next hops, in order, until one gives a definite answer. */
-export async function probeRecipient(address: string, connector: OutboundConnector, deps: VerifierDeps, timeoutMs: number): Promise<Verdict> {
+export async function probeRecipient(address: string, connector: OutboundConnector, deps: VerifierDeps, timeoutMs: number): Promise<Omit<Verdict, 'lastValidAt'>> {
   const domain = domainOf(address);
   let hops: NextHop[];
   try {

@@ -38,6 +38,7 @@ export type InboundRule =
   | 'recipient-syntax'
   | 'recipient-limit'
   | 'unknown-recipient'
+  | 'unverified-recipient'
   | 'size'
   | 'bare-lf'
   | 'bare-cr'

@@ -35,6 +35,8 @@ export const replies = {
   unsupportedParameter: (name: string): Reply => ({ code: 555, enhanced: '5.5.4', text: `Unsupported parameter ${name}` }),
   hopCountExceeded: (): Reply => ({ code: 554, enhanced: '5.4.6', text: 'Hop count exceeded - possible mail loop' }),
   unknownRecipient: (): Reply => ({ code: 550, enhanced: '5.4.1', text: 'Recipient address rejected: Access denied' }),
+  /** Callout: the next hop cannot answer now and the address was never verified (Postfix's defer_if_permit). */
+  unverifiedRecipient: (): Reply => ({ code: 450, enhanced: '4.1.1', text: 'Recipient address rejected: unverified address, try again later' }),
   badRecipientSyntax: (): Reply => ({ code: 501, enhanced: '5.1.3', text: 'Bad recipient address syntax' }),
   /** DATA with no recipient accepted: smtp-server answers this itself (its words); explain says it. */
   needRcpt: (): Reply => ({ code: 503, enhanced: '5.5.1', text: 'Error: need RCPT command' }),

@@ -87,6 +87,12 @@ export interface AcceptedDomain {
   pattern: DomainPattern;
   domainType: 'authoritative' | 'internalRelay';
   recipientVerification: 'none' | 'callout';
+  /**
+   * With callout: a recipient the next hop cannot be asked about now (it is down) and that was
+   * never verified within the positive lifetime — `defer` (450 4.1.1, Postfix's defer_if_permit)
+   * or `accept` (queued unverified).
+   */
+  unverifiedRecipients: 'defer' | 'accept';
 }
 
 export interface ListenerSettings {

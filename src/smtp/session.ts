@@ -16,7 +16,9 @@ import { certificateNames } from '../tls/names.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool.js';
-import type { RecipientVerifier } from '../delivery/verify.js';
+import type { RecipientVerifier, Verdict } from '../delivery/verify.js';
+import { calloutDecision } from '../policy/verification.js';
+import { queuedRoute, tlsFlags } from '../policy/envelope.js';
 import { MessageScanner, traceHeaders } from './message.js';
 import { LocalCounters, type SessionCounters } from './counters.js';
 import { smtpError } from './smtp-server-adapter.js';
@@ -51,11 +53,6 @@ interface SessionState {
 
 type Done = (err?: Error | null) => void;
 type Hooks = Required<Pick<SMTPServerOptions, 'onConnect' | 'onSecure' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>>;
-
-/** RFC 8689 §5: `TLS-Required: No` asks that TLS policies (DANE, MTA-STS) not stop delivery. */
-function tlsRequiredNo(headers: ReadonlyArray<{ name: string; value: string }>): boolean {
-  return headers.some((h) => h.name.toLowerCase() === 'tls-required' && h.value.trim().toLowerCase() === 'no');
-}
 
 /** RFC 3461 parameters of one RCPT, as the queue keeps them. */
 function dsnOfRecipient(r: SMTPServerAddress): Pick<QueuedRecipient, 'notify' | 'orcpt'> {
@@ -206,17 +203,23 @@ export class SessionHooks {
       st.log.info({ event: 'recipient', recipient, accepted: d.accepted?.pattern.text ?? null, route: route.kind === 'connector' ? route.connector.name : 'mx' }, 'recipient accepted');
       cb();
     };
-    if (!verifyWith || !this.deps.verifier) return accept();
+    if (!verifyWith || !d.accepted || !this.deps.verifier) return accept();
+    const domain = d.accepted;
+    // The answer is a fact; what it means for this RCPT is policy/verification.ts's to say.
+    const decide = (v: Pick<Verdict, 'result' | 'lastValidAt'>, detail: string): void => {
+      const c = calloutDecision(v, domain, connector, Date.now());
+      if (c.accept) return accept();
+      cb(this.refuse(st, c.refusal, { recipient, verifiedBy: verifyWith.name, detail }));
+    };
     this.deps.verifier.verify(recipient, verifyWith).then(
       (v) => {
-        st.log.info({ event: 'recipient-verification', recipient, connector: verifyWith.name, result: v.result, cached: v.cached, detail: v.detail }, 'recipient verification');
+        st.log.info({ event: 'recipient-verification', recipient, connector: verifyWith.name, result: v.result, cached: v.cached, detail: v.detail, lastValidAt: v.lastValidAt ? new Date(v.lastValidAt).toISOString() : null }, 'recipient verification');
         this.deps.metrics?.verifications.inc({ result: v.result });
-        if (v.result !== 'invalid') return accept(); // "unknown" (next hop unreachable) is accepted: see delivery/verify.ts
-        cb(this.refuse(st, { rule: 'unknown-recipient', connector, reply: replies.unknownRecipient() }, { recipient, verifiedBy: verifyWith.name, detail: v.detail }));
+        decide(v, v.detail);
       },
       (err: Error) => {
         st.log.error({ event: 'recipient-verification', recipient, connector: verifyWith.name, result: 'error', err: err.message }, 'recipient verification failed');
-        accept();
+        decide({ result: 'unknown', lastValidAt: null }, err.message);
       },
     );
   }
@@ -297,14 +300,11 @@ export class SessionHooks {
         env = await writer.commit({
           receivedAt: new Date().toISOString(),
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          recipients: session.envelope.rcptTo.map((r) => {
-            const rule = rules.routes.get(r.address);
-            return { address: r.address, status: 'pending', connector: rule?.connector ?? txn.recipients.get(r.address) ?? null, attempts: 0, ...dsnOfRecipient(r), ...(rule ? { rule: { name: rule.rule, connector: rule.connector } } : {}) };
-          }),
+          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending', attempts: 0, ...queuedRoute(rules.routes.get(r.address), txn.recipients.get(r.address)), ...dsnOfRecipient(r) })),
           ...(rules.fired.length ? { rules: rules.fired.map((f) => ({ name: f.rule, mode: f.mode })) } : {}),
           ...dsnOfMessage(session.envelope),
           bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
-          ...(session.envelope.requireTLS ? { requireTls: true as const } : tlsRequiredNo(headers) ? { tlsRequiredNo: true as const } : {}),
+          ...tlsFlags(!!session.envelope.requireTLS, headers),
           smtpUtf8: !!session.envelope.smtpUtf8,
           client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sessionId: session.id, connector, tls: st.tls ? st.tls.version : null },
         });

@@ -1,5 +1,7 @@
 // recipientVerification: callout (SPEC §3): recipients of an authoritative domain are checked
 // with the domain's outbound smart host before they are accepted; unknown ones get 550 5.4.1.
+// While the smart host cannot answer, addresses verified before (kept on disk, across restarts)
+// are accepted and never-verified ones get 450 4.1.1 unless the domain accepts them unverified.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
@@ -12,6 +14,7 @@ import { swaks, dataReply, replyTo } from '../helpers/swaks.js';
 
 let pki: TestPki;
 let gw: RunningGateway;
+let file: string;
 let directory: Sink;
 let selfSigned: Sink;
 /** RCPTs in transactions with the null sender, i.e. probes, per sink and address. */
@@ -33,18 +36,19 @@ beforeAll(async () => {
   directory = await startSink({ cert: { cert: good.certPem + ca.certPem, key: good.keyPem }, rcpt: probe('directory') });
   selfSigned = await startSink({ cert: { cert: self.certPem, key: self.keyPem }, rcpt: probe('self-signed') });
   const dead = await freePort();
-  const file = writePolicy(dir, {
+  file = writePolicy(dir, {
     gateway: testGateway(dir, pki, { log: { level: 'info' } }),
     acceptedDomains: [
       { domain: 'contoso.com', recipientVerification: 'callout' },
       { domain: 'down.contoso.net', recipientVerification: 'callout' },
+      { domain: 'lenient.contoso.net', recipientVerification: 'callout', unverifiedRecipients: 'accept' },
       { domain: 'badtls.contoso.net', recipientVerification: 'callout' },
       { domain: 'relay.contoso.org', domainType: 'internalRelay', recipientVerification: 'callout' },
     ],
     inboundConnectors: [{ name: 'OnPrem IP', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.10'] }],
     outboundConnectors: [
       { name: 'Directory', connectorType: 'onPremises', recipientDomains: ['contoso.com', 'relay.contoso.org'], smartHosts: [`[127.0.0.1]:${directory.port}`], tlsSettings: 'certificateValidation', tlsCertificateAuthorities: pki.partnerCa },
-      { name: 'Down', connectorType: 'onPremises', recipientDomains: ['down.contoso.net'], smartHosts: [`[127.0.0.1]:${dead}`], tlsSettings: null },
+      { name: 'Down', connectorType: 'onPremises', recipientDomains: ['down.contoso.net', 'lenient.contoso.net'], smartHosts: [`[127.0.0.1]:${dead}`], tlsSettings: null },
       { name: 'Bad TLS', connectorType: 'onPremises', recipientDomains: ['badtls.contoso.net'], smartHosts: [`[127.0.0.1]:${selfSigned.port}`], tlsSettings: 'certificateValidation', tlsCertificateAuthorities: pki.partnerCa },
     ],
   });
@@ -94,9 +98,10 @@ describe('recipientVerification: callout', () => {
     expect(directory.messages.some((m) => m.to.join() === 'bob@contoso.com')).toBe(true);
   });
 
-  it('a next hop that is down, or fails the TLS the connector demands, gives no answer: the recipient is accepted and queued', async () => {
-    expect(dataReply(await from('someone@down.contoso.net'))).toMatch(/^250 2\.6\.0/);
-    expect(dataReply(await from('someone@badtls.contoso.net'))).toMatch(/^250 2\.6\.0/);
+  it('a next hop that is down, or fails the TLS the connector demands, gives no answer: a never-verified recipient gets 450 4.1.1', async () => {
+    expect(replyTo(await from('someone@down.contoso.net'), 'RCPT TO')).toBe('450 4.1.1 Recipient address rejected: unverified address, try again later');
+    expect(replyTo(await from('someone@badtls.contoso.net'), 'RCPT TO')).toMatch(/^450 4\.1\.1 /);
+    expect(gw.events('refusal').find((e) => e.recipient === 'someone@down.contoso.net')).toMatchObject({ rule: 'unverified-recipient', verifiedBy: 'Down' });
     const down = gw.events('recipient-verification').find((e) => e.recipient === 'someone@down.contoso.net');
     const bad = gw.events('recipient-verification').find((e) => e.recipient === 'someone@badtls.contoso.net');
     expect(down).toMatchObject({ result: 'unknown' });
@@ -106,10 +111,30 @@ describe('recipientVerification: callout', () => {
     expect(probes.filter((p) => p.sink === 'self-signed')).toEqual([]); // never asked without the TLS it demands
   });
 
+  it('unverifiedRecipients: accept queues a never-verified recipient while the next hop cannot answer', async () => {
+    expect(dataReply(await from('someone@lenient.contoso.net'))).toMatch(/^250 2\.6\.0/);
+    expect(gw.events('recipient-verification').find((e) => e.recipient === 'someone@lenient.contoso.net')).toMatchObject({ result: 'unknown', lastValidAt: null });
+  });
+
   it('internalRelay domains and on-premises sessions are not verified', async () => {
     expect(dataReply(await from('anyone@relay.contoso.org'))).toMatch(/^250 2\.6\.0/);
     expect(dataReply(await swaks(['--server', `127.0.0.1:${gw.port}`, '--local-interface', '127.0.0.10', '--from', 'app@contoso.com', '--to', 'nobody2@contoso.com']))).toMatch(/^250 2\.6\.0/);
     expect(probesOf('anyone@relay.contoso.org')).toBe(0);
     expect(probesOf('nobody2@contoso.com')).toBe(0);
+  });
+});
+
+describe('callout during an on-premises outage (Postfix: address_verify_positive_expire_time, defer_if_permit)', () => {
+  it('after a restart with the directory down, an address verified before is accepted, a never-verified one is deferred', async () => {
+    expect(probesOf('alice@contoso.com')).toBe(1); // verified above, positively
+    await gw.stop();
+    await directory.close(); // on-premises goes down
+    gw = await startGateway(file); // the in-memory answers are gone; the positive ones are on disk
+    expect(dataReply(await from('alice@contoso.com'))).toMatch(/^250 2\.6\.0/);
+    const v = gw.events('recipient-verification').find((e) => e.recipient === 'alice@contoso.com');
+    expect(v).toMatchObject({ result: 'unknown', cached: false });
+    expect(Date.parse(String(v!.lastValidAt))).toBeGreaterThan(Date.now() - 3_600_000);
+    expect(replyTo(await from('carol@contoso.com'), 'RCPT TO')).toBe('450 4.1.1 Recipient address rejected: unverified address, try again later');
+    expect(replyTo(await from('nobody@contoso.com'), 'RCPT TO')).toMatch(/^450 4\.1\.1 /); // known bad before, but not known good: deferred, not accepted
   });
 });

@@ -11,6 +11,7 @@ import type { Metrics } from '../observe/metrics.js';
 import type { Policy } from '../policy/types.js';
 import { Spool } from '../queue/spool.js';
 import { QueueManager } from '../queue/manager.js';
+import { SpoolBouncer } from '../bounce/bounce.js';
 import { startControl } from '../queue/control.js';
 import { deliver, type DeliveryDeps } from '../delivery/client.js';
 import { buildDeliveryDeps } from '../delivery/deps.js';
@@ -63,7 +64,8 @@ export async function serve(args: string[]): Promise<void> {
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
   metrics?.buildInfo.set({ version: VERSION, node: process.version }, 1);
-  const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), {
+  const bouncer = new SpoolBouncer(spool);
+  const manager = new QueueManager(spool, () => policy, log, (job) => deliver(job, delivery), (env, kind, recipients, p) => bouncer.bounce(env, kind, recipients, p), {
     onResult: (connector, result, security, code) => {
       metrics?.deliveries.inc({ connector, result });
       if (result === 'deferred' && code) metrics?.deferrals.inc({ connector, code });

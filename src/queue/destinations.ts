@@ -71,3 +71,25 @@ export function afterDestinationAttempt(
   const health: DestinationHealth = { ...h, failures, probeAt: now + retryInterval(settings, failures), last };
   return { health, event: { event: 'destination-still-dead', failures, probeAt: health.probeAt } };
 }
+
+/**
+ * Before an attempt: which destinations of a message are not to be tried because they are dead
+ * (the probe's own destination excepted), and whether the whole message is to be parked instead
+ * — only a normal attempt, with nothing decided without one, all of whose destinations are dead.
+ * A destination skipped this way records `notAttempted` with its last failure for its recipients.
+ */
+export function deadDestinations(
+  keys: readonly string[],
+  decidedWithoutAttempt: number,
+  health: (key: string) => DestinationHealth | undefined,
+  mode: 'normal' | 'probe' | 'forced',
+  probeKey: string | null,
+): { park: true } | { park: false; skip: Map<string, DestinationHealth> } {
+  const skip = new Map<string, DestinationHealth>();
+  for (const key of keys) {
+    const h = health(key);
+    if (h?.state === 'dead' && h.last && key !== probeKey) skip.set(key, h);
+  }
+  if (mode === 'normal' && decidedWithoutAttempt === 0 && keys.length > 0 && skip.size === keys.length) return { park: true };
+  return { park: false, skip };
+}

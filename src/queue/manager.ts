@@ -14,20 +14,21 @@
 //   retry interval; when a probe (or any attempt) succeeds they are all due at once. A parked
 //   message is still looked at when its delay notice or its expiry is due.
 // - start-up does not wait for it: `start` reads the envelopes in the background.
-import fsp from 'node:fs/promises';
 import { Limiter } from '../mail/limiter.js';
 import { normalizeDomain } from '../mail/address.js';
 import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
 import { pendingAt, type Envelope, type Spool } from './spool.js';
-import { afterAttempt, dsnReturns, planAttempt, type AttemptResult, type QueueSettings, type RecipientEvent } from './schedule.js';
-import { admit, afterDestinationAttempt, UNKNOWN, type DestinationHealth } from './destinations.js';
+import { afterAttempt, planAttempt, type AttemptPlan, type AttemptResult, type DsnKind, type DsnRecipient, type QueueSettings, type RecipientEvent } from './schedule.js';
+import { admit, afterDestinationAttempt, deadDestinations, UNKNOWN, type DestinationHealth } from './destinations.js';
 import { Fifo, MinHeap } from './heap.js';
 import type { DeliveryJob } from '../delivery/client.js';
 import { outcomes, type RecipientOutcome } from '../delivery/status.js';
-import { buildDsn, type DsnKind, type DsnRecipient } from '../delivery/dsn.js';
 
 export type DeliverFn = (job: DeliveryJob) => Promise<Map<string, RecipientOutcome>>;
+
+/** The bounce room (bounce/bounce.ts): commits a DSN to the spool and returns its envelope. */
+export type BounceFn = (env: Envelope, kind: DsnKind, recipients: DsnRecipient[], policy: Policy) => Promise<Envelope>;
 
 export interface ManagerOptions {
   /** Called for each recipient outcome (metrics). */
@@ -43,6 +44,12 @@ const NO_DESTINATION = '';
 
 /** Decisions (start or park a message) per turn of the event loop. */
 const DISPATCH_BUDGET = 500;
+
+/**
+ * Fresh messages whose envelope and plan are kept in memory from enqueue to their first attempt
+ * (no re-read, no second plan). Bounded: beyond it a message is read from disk as any other.
+ */
+const FRESH_KEPT = 1000;
 
 type Mode = 'normal' | 'probe' | 'forced';
 
@@ -63,6 +70,8 @@ interface Entry {
   /** Deleted, or put on hold, by the operator during its attempt: applied when the attempt ends. */
   deleting?: true;
   holding?: true;
+  /** A fresh message: its envelope and the plan made at enqueue, for its first attempt under the same policy. */
+  fresh?: { env: Envelope; plan: AttemptPlan; policy: Policy };
 }
 
 interface Slot {
@@ -94,12 +103,14 @@ export class QueueManager {
   private readonly perDestination: number;
   private readonly loadConcurrency: number;
   private stopped = false;
+  private freshKept = 0;
 
   constructor(
     private readonly spool: Spool,
     private readonly getPolicy: () => Policy,
     private readonly log: Logger,
     private readonly deliverFn: DeliverFn,
+    private readonly bounce: BounceFn,
     opts: ManagerOptions = {},
   ) {
     // As Postfix: up to 20 deliveries at once to one destination, 100 in all.
@@ -168,7 +179,7 @@ export class QueueManager {
   enqueue(env: Envelope): void {
     if (this.stopped) return; // on disk: the next start finds it
     if (this.entries.has(env.id)) return; // already read from the queue directory at start-up
-    this.ready1(this.entryOf(env, this.getPolicy().gateway.queue), 'normal');
+    this.ready1(this.entryOf(env, this.getPolicy().gateway.queue, true), 'normal');
   }
 
   /** Stops scheduling; waits (bounded) for attempts in flight to finish. */
@@ -183,10 +194,26 @@ export class QueueManager {
   // -------------------------------------------------------------------------------------
   // Moving entries between the heap, the FIFOs and the parked sets
 
-  private entryOf(env: Envelope, settings: QueueSettings): Entry {
-    const e: Entry = { id: env.id, state: 'gone', at: 0, wake: wakeOf(env, settings), dest: this.intern(destinationOf(env, this.getPolicy())), arrived: Date.parse(env.receivedAt), ver: 0, mode: 'normal' };
+  private entryOf(env: Envelope, settings: QueueSettings, keep = false): Entry {
+    const policy = this.getPolicy();
+    const plan = planAttempt(env, policy);
+    const e: Entry = { id: env.id, state: 'gone', at: 0, wake: wakeOf(env, settings), dest: this.intern(destinationOf(plan)), arrived: Date.parse(env.receivedAt), ver: 0, mode: 'normal' };
+    if (keep && this.freshKept < FRESH_KEPT) {
+      e.fresh = { env, plan, policy };
+      this.freshKept++;
+    }
     this.entries.set(env.id, e);
     return e;
+  }
+
+  /** The fresh envelope and plan, once: later attempts read the envelope from disk. */
+  private takeFresh(e: Entry): Entry['fresh'] {
+    const f = e.fresh;
+    if (f) {
+      delete e.fresh;
+      this.freshKept--;
+    }
+    return f;
   }
 
   /** One copy of each destination's name, however many messages wait for it. */
@@ -220,6 +247,7 @@ export class QueueManager {
   }
 
   private park(e: Entry): void {
+    this.takeFresh(e); // a parked message may wait for days: its envelope stays on disk only
     this.leave(e);
     e.state = 'parked';
     let s = this.parked.get(e.dest);
@@ -229,6 +257,7 @@ export class QueueManager {
   }
 
   private forget(e: Entry): void {
+    this.takeFresh(e);
     this.leave(e);
     e.state = 'gone';
     this.entries.delete(e.id);
@@ -466,6 +495,7 @@ export class QueueManager {
     for (const e of await this.select(id, destination, (x) => x.state !== 'held' && x.state !== 'gone')) {
       if (e.state === 'running') e.holding = true;
       else {
+        this.takeFresh(e); // held for as long as the operator likes: the envelope stays on disk only
         this.leave(e);
         e.state = 'held';
         await this.setHeld(e.id, true);
@@ -550,30 +580,33 @@ export class QueueManager {
 
   private async process(e: Entry, mode: Mode): Promise<Finish> {
     const id = e.id;
-    let env: Envelope;
-    try {
-      env = await this.spool.readEnvelope(id);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'gone' }; // deleted meanwhile (queue delete)
-      throw err;
-    }
     const policy = this.getPolicy();
+    // A fresh message's first attempt uses what enqueue read and planned; any other reads the envelope.
+    const fresh = this.takeFresh(e);
+    let env: Envelope;
+    let plan: AttemptPlan;
+    if (fresh && fresh.policy === policy) ({ env, plan } = fresh);
+    else {
+      try {
+        env = await this.spool.readEnvelope(id);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'gone' }; // deleted meanwhile (queue delete)
+        throw err;
+      }
+      plan = planAttempt(env, policy); // routing follows the policy in force
+      e.dest = this.intern(destinationOf(plan));
+    }
     const now = Date.now();
     const probeKey = mode === 'probe' ? e.dest : null;
 
-    // Decide what to attempt: one SMTP transaction per destination, none to a dead one.
-    const plan = planAttempt(env, policy);
-    e.dest = this.intern(plan.groups[0]?.key ?? NO_DESTINATION); // routing follows the policy in force
-    const dead = (key: string): DestinationHealth | null => {
-      const h = this.health.get(key);
-      return h?.state === 'dead' && key !== probeKey ? h : null;
-    };
-    if (mode === 'normal' && !plan.decided.length && plan.groups.length && plan.groups.every((g) => dead(g.key))) return { kind: 'park' };
+    // Decide what to attempt: one SMTP transaction per destination, none to a dead one (destinations.ts).
+    const dead = deadDestinations(plan.groups.map((g) => g.key), plan.decided.length, (key) => this.health.get(key), mode, probeKey);
+    if (dead.park) return { kind: 'park' };
 
     const results: AttemptResult[] = plan.decided.map((d) => ({ ...d, connector: null }));
     await Promise.all(
       plan.groups.map(async (g) => {
-        const h = dead(g.key);
+        const h = dead.skip.get(g.key);
         if (h?.last) {
           for (const address of g.recipients) results.push({ address, connector: g.routeName, outcome: outcomes.notAttempted(g.key, h.since, h.last) });
           return;
@@ -608,7 +641,11 @@ export class QueueManager {
       if (s.reason === 'NOTIFY') this.log.info({ event: 'dsn-suppressed', qid: id, reason: 'NOTIFY', recipients: s.recipients }, 'no DSN: the sender asked for none');
       else this.log.warn({ event: 'dsn-suppressed', qid: id, reason: 'null sender' }, 'no DSN for the null sender');
     }
-    for (const d of decision.dsns) await this.sendDsn(env, d.kind, d.recipients, policy);
+    for (const d of decision.dsns) {
+      const dsn = await this.bounce(env, d.kind, d.recipients, policy);
+      this.log.info({ event: 'dsn', qid: dsn.id, original: env.id, kind: d.kind, to: env.sender, recipients: d.recipients.map((r) => r.address) }, `${d.kind} DSN queued`);
+      this.enqueue(dsn);
+    }
     const next = decision.envelope;
     if (decision.next.done) {
       await this.spool.remove(id);
@@ -647,60 +684,11 @@ export class QueueManager {
         return;
     }
   }
-
-  private async sendDsn(env: Envelope, kind: DsnKind, recipients: DsnRecipient[], policy: Policy): Promise<void> {
-    const headers = await readHeaders(this.spool.contentPath(env.id));
-    const full = dsnReturns(env, kind) === 'full' ? await fsp.readFile(this.spool.contentPath(env.id)) : null;
-    const text = buildDsn({
-      kind,
-      hostname: policy.gateway.hostname,
-      queueId: env.id,
-      originalSender: env.sender,
-      arrivalDate: new Date(env.receivedAt),
-      recipients,
-      originalHeaders: headers,
-      originalMessage: full,
-      envid: env.dsn?.envid ?? null,
-    });
-    const w = await this.spool.create();
-    try {
-      await w.write(text);
-      const dsn = await w.commit({
-        receivedAt: new Date().toISOString(),
-        sender: '',
-        recipients: [{ address: env.sender, status: 'pending', connector: null, attempts: 0 }],
-        bodyType: '8bitmime',
-        smtpUtf8: false,
-        // RFC 8689 §5: a report about a REQUIRETLS message is protected as the message was.
-        ...(env.requireTls ? { requireTls: true as const } : {}),
-        client: { ip: '127.0.0.1', helo: policy.gateway.hostname, sessionId: `dsn:${env.id}`, connector: null, tls: null },
-      });
-      this.log.info({ event: 'dsn', qid: dsn.id, original: env.id, kind, to: env.sender, recipients: recipients.map((r) => r.address) }, `${kind} DSN queued`);
-      this.enqueue(dsn);
-    } catch (e) {
-      await w.abort();
-      throw e;
-    }
-  }
-}
-
-/** The header block of a spooled message (bounded), for text/rfc822-headers. */
-async function readHeaders(file: string, max = 64 * 1024): Promise<string> {
-  const h = await fsp.open(file, 'r');
-  try {
-    const buf = Buffer.alloc(max);
-    const { bytesRead } = await h.read(buf, 0, max, 0);
-    const text = buf.subarray(0, bytesRead).toString('utf8');
-    const end = text.indexOf('\r\n\r\n');
-    return end >= 0 ? text.slice(0, end + 2) : text;
-  } finally {
-    await h.close();
-  }
 }
 
 /** The destination a message is scheduled under: that of its first pending recipients. */
-function destinationOf(env: Envelope, policy: Policy): string {
-  return planAttempt(env, policy).groups[0]?.key ?? NO_DESTINATION;
+function destinationOf(plan: AttemptPlan): string {
+  return plan.groups[0]?.key ?? NO_DESTINATION;
 }
 
 /** When a message parked behind a dead destination must be looked at anyway: its delay notice, else its expiry. */

@@ -6,9 +6,22 @@
 import { domainOf } from '../mail/address.js';
 import { enabledOutboundConnector, routeRecipientDomain, type Route } from '../policy/outbound.js';
 import type { Policy } from '../policy/types.js';
-import type { DsnKind, DsnRecipient } from '../delivery/dsn.js';
 import { outcomes, type RecipientOutcome } from '../delivery/status.js';
 import type { Envelope, QueuedRecipient } from './spool.js';
+
+/** Which notice a DSN is (RFC 3464): a permanent failure or expiry, a delay warning, or relayed (RFC 3461 NOTIFY=SUCCESS). */
+export type DsnKind = 'failed' | 'delayed' | 'relayed';
+
+/** One recipient of a DSN, as the scheduler decided it. */
+export interface DsnRecipient {
+  address: string;
+  status: string; // enhanced code, e.g. 5.1.1
+  diagnostic: string;
+  remote?: string;
+  /** RFC 3461 ORCPT, "rfc822;user@example.com". */
+  orcpt?: string;
+  notify?: string[];
+}
 
 export interface QueueSettings {
   retryIntervals: readonly number[]; // ms; the last repeats

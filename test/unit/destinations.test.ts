@@ -1,7 +1,7 @@
 // The scheduler's pure parts: a destination's health (queue/destinations.ts) and the heap and
 // FIFO it keeps its messages in (queue/heap.ts).
 import { describe, expect, it } from 'vitest';
-import { admit, afterDestinationAttempt, UNKNOWN } from '../../src/queue/destinations.js';
+import { admit, afterDestinationAttempt, deadDestinations, UNKNOWN, type DestinationHealth } from '../../src/queue/destinations.js';
 import { Fifo, MinHeap } from '../../src/queue/heap.js';
 import type { QueueSettings } from '../../src/queue/schedule.js';
 
@@ -70,5 +70,27 @@ describe('MinHeap and Fifo', () => {
     for (let x = q.shift(); x !== undefined; x = q.shift()) out.push(x);
     expect(out).toEqual(Array.from({ length: 6000 }, (_, i) => i));
     expect(q.size).toBe(0);
+  });
+});
+
+describe('deadDestinations: park the message, or skip its dead destinations', () => {
+  const dead: DestinationHealth = { state: 'dead', failures: 1, probeAt: 5 * MIN, since: 0, last: { code: '4.4.316', detail: 'refused' } };
+  const health = (deadKeys: string[]) => (key: string) => (deadKeys.includes(key) ? dead : { ...UNKNOWN, state: 'alive' as const });
+  it('every destination dead, nothing decided without an attempt: parked (normal attempts only)', () => {
+    expect(deadDestinations(['a', 'b'], 0, health(['a', 'b']), 'normal', null)).toEqual({ park: true });
+    expect(deadDestinations(['a'], 0, health(['a']), 'forced', null)).toMatchObject({ park: false }); // its delay notice or expiry is due
+    expect(deadDestinations(['a'], 1, health(['a']), 'normal', null)).toMatchObject({ park: false }); // a recipient is decided now
+  });
+  it('some dead: those are skipped (notAttempted), the others tried', () => {
+    const d = deadDestinations(['a', 'b'], 0, health(['a']), 'normal', null);
+    expect(d.park).toBe(false);
+    expect(!d.park && [...d.skip.keys()]).toEqual(['a']);
+  });
+  it("the probe's own destination is tried though dead", () => {
+    const d = deadDestinations(['a', 'b'], 0, health(['a', 'b']), 'probe', 'a');
+    expect(!d.park && [...d.skip.keys()]).toEqual(['b']);
+  });
+  it('no destination at all (every recipient decided): nothing to park', () => {
+    expect(deadDestinations([], 2, health([]), 'normal', null)).toEqual({ park: false, skip: new Map() });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildDsn, type DsnInput } from '../../src/delivery/dsn.js';
+import { buildDsn, type DsnInput } from '../../src/bounce/dsn.js';
 
 const base: DsnInput = {
   kind: 'failed',

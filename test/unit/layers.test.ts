@@ -15,10 +15,11 @@ const ALLOWED: Record<string, string[]> = {
   observe: ['mail'],
   delivery: ['mail', 'policy', 'tls', 'observe'],
   queue: ['mail', 'policy', 'delivery', 'observe'],
+  bounce: ['mail', 'policy', 'queue'],
   smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery'],
   trace: ['mail', 'config'],
   cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp'],
-  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp', 'trace', 'cluster'],
+  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster'],
 };
 
 function sources(dir: string): string[] {

@@ -3,18 +3,9 @@
 // recipients handed to a next hop that does not offer DSN (RFC 3461).
 import { randomBytes } from 'node:crypto';
 import { rfc5322Date } from '../mail/date.js';
+import type { DsnKind, DsnRecipient } from '../queue/schedule.js';
 
-export type DsnKind = 'failed' | 'delayed' | 'relayed';
-
-export interface DsnRecipient {
-  address: string;
-  status: string; // enhanced code, e.g. 5.1.1
-  diagnostic: string;
-  remote?: string;
-  /** RFC 3461 ORCPT, "rfc822;user@example.com". */
-  orcpt?: string;
-  notify?: string[];
-}
+export type { DsnKind, DsnRecipient };
 
 export interface DsnInput {
   kind: DsnKind;

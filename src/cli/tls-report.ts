@@ -5,8 +5,8 @@
 import { parseArgs } from 'node:util';
 import { askDaemon } from '../queue/control.js';
 import { Spool } from '../queue/spool.js';
-import { TlsReporter } from '../queue/tls-reports.js';
-import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-report.js';
+import { TlsReportSender } from '../queue/tls-report-sender.js';
+import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-results.js';
 import { buildDeliveryDeps } from '../delivery/deps.js';
 import { createLogger } from '../observe/log.js';
 import { configPath, fail, loadOrExit, usageError } from './common.js';
@@ -24,7 +24,7 @@ export async function tlsReport(args: string[]): Promise<void> {
     lines = reply.lines ?? [];
   } else {
     const { resolver } = buildDeliveryDeps(policy, {}, { identity: false });
-    const reporter = new TlsReporter({
+    const reporter = new TlsReportSender({
       results: new TlsResultLog(tlsResultDir(spool.dir)),
       spool,
       enqueue: () => {}, // the gateway picks the report mail up at its next start

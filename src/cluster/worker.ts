@@ -7,6 +7,7 @@
 // end without a 250, so nothing is acknowledged that no queue manager will find.
 import cluster from 'node:cluster';
 import { formatDiagnostics, loadPolicyFile } from '../config/load.js';
+import { reloadPolicy } from '../config/reload.js';
 import { createLogger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { OutboundConnector, Policy } from '../policy/types.js';
@@ -93,13 +94,8 @@ export async function runWorker(file: string): Promise<void> {
         void metrics.registry.getMetricsAsJSON().then((json) => send({ t: 'metrics', id: m.id, metrics: json }));
         return;
       case 'reload': {
-        const r = loadPolicyFile(file);
-        if (!r.policy) return send({ t: 'reloaded', id: m.id, error: formatDiagnostics(r).join('; ') });
-        try {
-          server.reload(r.policy);
-        } catch (e) {
-          return send({ t: 'reloaded', id: m.id, error: (e as Error).message });
-        }
+        const r = reloadPolicy(file, (next) => server.reload(next));
+        if (!r.ok) return send({ t: 'reloaded', id: m.id, error: r.errors.join('; ') });
         policy = r.policy;
         log.level = policy.gateway.log.level;
         return send({ t: 'reloaded', id: m.id, error: null });

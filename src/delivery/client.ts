@@ -13,7 +13,7 @@ import { lookupMx, matchTlsa, type SecuredHop } from './dane.js';
 import { hopFailureUnder, outboundPolicies, planFailure, planHops, securedHops, tlsaVerdict, wantsMtaSts, type HopFacts, type OutboundPolicies } from './plan.js';
 import type { SecureResolver } from './dnssec-resolver.js';
 import type { StsPolicies } from './mta-sts.js';
-import { resultTypeOf, type ResultType, type SessionResult } from './tls-report.js';
+import { resultTypeOf, type ResultType, type SessionResult } from './tls-results.js';
 import { ConnectionPool, dispose } from './pool.js';
 import { HeaderFilter } from './header-filter.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';

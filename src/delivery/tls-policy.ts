@@ -5,7 +5,7 @@ import { caSetKey, contextTrustingRoots } from '../tls/context.js';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
 import type { TlsaRecord } from './dnssec-resolver.js';
-import type { ResultType } from './tls-report.js';
+import type { ResultType } from './tls-results.js';
 
 /** The error code of a failed name check (checkName), for the failure's classification. */
 export const NAME_CHECK_CODE = 'GW_CERT_NAME';

@@ -19,7 +19,8 @@ const ALLOWED: Record<string, string[]> = {
   smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery'],
   trace: ['mail', 'config'],
   cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp'],
-  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster'],
+  daemon: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster'],
+  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'daemon'],
 };
 
 function sources(dir: string): string[] {

@@ -1,6 +1,6 @@
 // RFC 8460's pure parts (delivery/tls-report.ts): the TXT record, result types, the report.
 import { describe, expect, it } from 'vitest';
-import { buildReport, parseTlsRptRecord, resultTypeOf, type SessionResult } from '../../src/delivery/tls-report.js';
+import { buildReport, parseTlsRptRecord, resultTypeOf, type SessionResult } from '../../src/delivery/tls-results.js';
 
 describe('parseTlsRptRecord', () => {
   it('one TLSRPTv1 record; mailto and https URIs', () => {

@@ -11,11 +11,11 @@ import { gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import type { LookupFunction } from 'node:net';
 import { rfc5322Date } from '../mail/date.js';
-import { buildReport, dayOf, parseTlsRptRecord, type TlsResultLog } from '../delivery/tls-report.js';
+import { buildReport, dayOf, parseTlsRptRecord, type TlsResultLog } from '../delivery/tls-results.js';
 import type { Logger } from '../observe/log.js';
 import type { Envelope, Spool } from './spool.js';
 
-export interface TlsReporterDeps {
+export interface TlsReportSenderDeps {
   results: TlsResultLog;
   spool: Spool;
   enqueue: (env: Envelope) => void;
@@ -35,9 +35,9 @@ export interface ReportOutcome {
 
 const MAX_ANSWER = 64 * 1024;
 
-export class TlsReporter {
+export class TlsReportSender {
   private timer: NodeJS.Timeout | null = null;
-  constructor(private readonly deps: TlsReporterDeps) {}
+  constructor(private readonly deps: TlsReportSenderDeps) {}
 
   /** Sends the reports of one day (whole, or until `end`); returns what happened per rua. */
   async send(day: string, end?: Date): Promise<ReportOutcome[]> {

@@ -1,7 +1,7 @@
 // SMTP TLS reporting (RFC 8460). Each MX session under a policy (DANE's TLSA, or MTA-STS) is
 // recorded — success, or a failure with its RFC 8460 result type — in a log of JSON lines, one
 // file a day, beside the queue. Reports are built from that log (PURE: buildReport) and sent to
-// each `rua` of the domain's `_smtp._tls` record (tls-reports.ts in queue/ does the sending).
+// each `rua` of the domain's `_smtp._tls` record (queue/tls-report-sender.ts does the sending).
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { HopFailureKind } from './status.js';

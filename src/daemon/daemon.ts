@@ -1,0 +1,254 @@
+// The daemon: one object that owns what a running gateway is made of — the policy in force, the
+// spool and its queue manager, delivery's dependencies, the bounce room, the listeners (here or in
+// SMTP worker processes), the control channel, the message trace, TLS reports, the admin HTTP —
+// and three operations: start, reload, stop. It wires the rooms together and decides nothing
+// itself; `cli/serve.ts` only turns signals and file changes into these calls.
+import path from 'node:path';
+import { reloadPolicy } from '../config/reload.js';
+import { createLogger, type Logger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { Policy } from '../policy/types.js';
+import { dnssecTrust } from '../policy/outbound-security.js';
+import { enabledOutboundConnector } from '../policy/outbound.js';
+import { Spool } from '../queue/spool.js';
+import { QueueManager } from '../queue/manager.js';
+import { startControl, type ControlHandler } from '../queue/control.js';
+import { TlsReportSender } from '../queue/tls-report-sender.js';
+import { deliver, type DeliveryDeps } from '../delivery/client.js';
+import { buildDeliveryDeps, type BuiltDeliveryDeps } from '../delivery/deps.js';
+import { RecipientVerifier, verifiedAddressesFile } from '../delivery/verify.js';
+import { StsPolicies, stsCacheDir } from '../delivery/mta-sts.js';
+import { dayOf, TlsResultLog, tlsResultDir } from '../delivery/tls-results.js';
+import { SpoolBouncer } from '../bounce/bounce.js';
+import { GatewayServer } from '../smtp/listener.js';
+import { TraceStore, traceFile } from '../trace/store.js';
+import { parseTraceQuery } from '../trace/query.js';
+import { WorkerPool } from '../cluster/primary.js';
+
+export interface DaemonInfo {
+  version: string;
+}
+
+export class Daemon {
+  policy: Policy;
+  readonly log: Logger;
+  private readonly trace: TraceStore | null;
+  private readonly spool: Spool;
+  private readonly sts: StsPolicies;
+  private readonly tlsResults: TlsResultLog;
+  private delivery: BuiltDeliveryDeps;
+  private metrics: Metrics | undefined;
+  private manager!: QueueManager;
+  private verifier!: RecipientVerifier;
+  private reporter!: TlsReportSender;
+  private workers: WorkerPool | null = null;
+  private server: GatewayServer | null = null;
+  private control: { close: () => void } | null = null;
+  private ready = false;
+  private stopping = false;
+
+  /** Reads the policy (already checked by the caller) and opens the trace and the logger. */
+  constructor(
+    private readonly file: string,
+    policy: Policy,
+    private readonly info: DaemonInfo,
+  ) {
+    this.policy = policy;
+    // The message trace (SPEC §10) is fed from the log lines themselves: it has no event they lack.
+    this.trace = policy.gateway.trace.retention > 0 ? new TraceStore(traceFile(policy.gateway.queue.directory)) : null;
+    const trace = this.trace;
+    this.log = createLogger(policy.gateway.log.level, undefined, trace ? (line) => trace.push(line) : undefined);
+    this.spool = new Spool(policy.gateway.queue.directory);
+    // MTA-STS policies are cached on disk beside the queue, across reloads and restarts.
+    this.sts = new StsPolicies(
+      stsCacheDir(this.spool.dir),
+      { txt: (name) => this.delivery.resolver.txt(name), lookup: (host, options, cb) => this.delivery.resolver.lookup(host, options, cb) },
+      (e) => (e.result === 'fetched' ? this.log.info(e, `MTA-STS policy of ${e.domain}: ${e.mode}`) : this.log.warn(e, `MTA-STS ${e.result} for ${e.domain}`)),
+    );
+    // RFC 8460: every TLS negotiation under DANE or MTA-STS is recorded beside the queue.
+    this.tlsResults = new TlsResultLog(tlsResultDir(this.spool.dir));
+    // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
+    this.delivery = this.deliveryDeps(policy);
+  }
+
+  /** Delivery's dependencies for a policy, with the daemon's MTA-STS cache and report sinks. */
+  private deliveryDeps(policy: Policy): BuiltDeliveryDeps {
+    const report: NonNullable<DeliveryDeps['report']> = (e) => this.log.warn(e, `TLS policy failure (${e.policy} ${e.mode}) at ${e.remote}: ${e.result}`);
+    const tlsResult: NonNullable<DeliveryDeps['tlsResult']> = (r) => {
+      if (r.result !== 'success') this.metrics?.tlsPolicyFailures.inc({ policy: r.policyType, result: r.result });
+      if (this.policy.gateway.outbound.tlsReporting) this.tlsResults.record(r);
+    };
+    return buildDeliveryDeps(policy, { sts: this.sts, report, tlsResult });
+  }
+
+  /**
+   * Starts everything; resolves once the listeners accept mail (the queue is still being read in
+   * the background then). Throws what keeps it from starting.
+   */
+  async start(): Promise<void> {
+    const { log, spool } = this;
+    if (this.trace) {
+      const trace = this.trace;
+      const purge = (): void => {
+        const n = trace.purge(this.policy.gateway.trace.retention);
+        if (n) log.info({ event: 'trace-purged', messages: n }, `message trace: ${n} message(s) older than the retention removed`);
+      };
+      purge();
+      setInterval(purge, 3_600_000).unref();
+    }
+    // Metrics exist to be scraped: without an admin listener prom-client is not even loaded.
+    const observe = this.policy.gateway.admin ? await import('../observe/metrics.js') : null;
+    const metrics = observe ? new observe.Metrics() : undefined;
+    this.metrics = metrics;
+    metrics?.buildInfo.set({ version: this.info.version, node: process.version }, 1);
+    const bouncer = new SpoolBouncer(spool);
+    const manager = new QueueManager(spool, () => this.policy, log, (job) => deliver(job, this.delivery), (env, kind, recipients, p) => bouncer.bounce(env, kind, recipients, p), {
+      onResult: (connector, result, security, code) => {
+        metrics?.deliveries.inc({ connector, result });
+        if (result === 'deferred' && code) metrics?.deferrals.inc({ connector, code });
+        if (security) metrics?.mxSecurity.inc({ policy: security, result });
+      },
+    });
+    this.manager = manager;
+    this.reporter = new TlsReportSender({
+      results: this.tlsResults,
+      spool,
+      enqueue: (env) => manager.enqueue(env),
+      hostname: () => this.policy.gateway.hostname,
+      txt: (name) => this.delivery.resolver.txt(name),
+      lookup: (host, options, cb) => this.delivery.resolver.lookup(host, options, cb),
+      log,
+    });
+    // queue retry/delete act through the daemon (queue/control.ts), never racing an attempt. Started
+    // first: it also makes sure no other gateway runs on this queue before recovery touches it.
+    this.control = await startControl(spool.dir, this.controlHandler());
+    // The queue is recovered while the listeners start (a content file that appears meanwhile is
+    // a receipt of this run, not a leftover: Spool.recover); then it is read in the background.
+    const recovering = spool.recover(Date.now()).then((r) => {
+      log.info({ event: 'queue-recovered', directory: spool.dir, messages: r.ids.length, removed: r.removed }, 'queue recovered');
+      return r;
+    });
+    recovering.catch(() => {}); // its failure is reported where it is awaited
+    // SMTP sessions: in this process, or in worker processes that hand their messages over.
+    this.verifier = new RecipientVerifier(() => ({ hostname: this.policy.gateway.hostname, identity: this.delivery.identity, resolver: this.delivery.resolver, readCa: this.delivery.readCa }), { positiveFile: verifiedAddressesFile(spool.dir) });
+    const verifier = this.verifier;
+    const trace = this.trace;
+    this.workers =
+      this.policy.gateway.workers > 0
+        ? new WorkerPool(this.policy.gateway.workers, log, {
+            queued: (env) => manager.enqueue(env),
+            ...(trace ? { trace: (line: string) => trace.push(line) } : {}),
+            verify: (address, name) => {
+              const c = enabledOutboundConnector(this.policy, name);
+              return c ? verifier.verify(address, c) : Promise.resolve({ result: 'unknown' as const, detail: `outbound connector "${name}" is not in the policy in force`, cached: false, lastValidAt: null });
+            },
+          })
+        : null;
+    this.server = this.workers ? null : new GatewayServer({ getPolicy: () => this.policy, spool, log, metrics, verifier, onQueued: (env) => manager.enqueue(env) });
+    let listeners: GatewayServer['ports'];
+    if (this.server) {
+      await this.server.start();
+      listeners = this.server.ports;
+    } else listeners = await this.workers!.start();
+    if (this.policy.gateway.admin && observe && metrics) {
+      const a = this.policy.gateway.admin;
+      const workers = this.workers;
+      const admin = await observe.startAdmin(a.address, a.port, metrics, {
+        ready: () => this.ready,
+        ...(workers ? { others: () => workers.metrics() } : {}),
+        ...(trace ? { trace: (q: URLSearchParams) => (trace.flush(), trace.search(parseTraceQuery((n) => q.get(n) ?? undefined))) } : {}),
+        refresh: () => {
+          metrics.queueSize.set(manager.size);
+          metrics.queueOldest.set(manager.oldestAgeSeconds);
+          metrics.deadDestinations.set(manager.deadDestinations);
+          metrics.parked.set(manager.parkedMessages);
+        },
+      });
+      const port = (admin.address() as { port: number }).port;
+      log.info({ event: 'admin-listening', address: a.address, port }, `admin HTTP on ${a.address}:${port}`);
+      admin.unref();
+    }
+    // Listening already: the queue is read in the background (a large backlog delays no new mail).
+    void manager.start((await recovering).ids);
+    this.reporter.start();
+    this.ready = true;
+    this.logOutboundSecurity();
+    const n = this.workers?.size ?? 0;
+    log.info({ event: 'started', version: this.info.version, node: process.version, policy: path.resolve(this.file), listeners, workers: n }, `connector-gateway ${this.info.version} started${this.workers ? ` (${n} SMTP worker process${n === 1 ? '' : 'es'})` : ''}`);
+  }
+
+  private controlHandler(): ControlHandler {
+    return {
+      retry: (id) => this.manager.retry(id),
+      delete: (id) => this.manager.delete(id),
+      hold: (id, destination) => this.manager.hold(id, destination),
+      release: (id, destination) => this.manager.release(id, destination),
+      tlsReport: async (now) => {
+        if (!this.policy.gateway.outbound.tlsReporting) throw new Error('TLS reporting is off (gateway.outbound.tlsReporting: false)');
+        const day = now ? dayOf(new Date()) : dayOf(new Date(Date.now() - 86_400_000));
+        const sent = await this.reporter.send(day, now ? new Date() : undefined);
+        return sent.map((o) => `${o.ok ? 'sent' : 'FAILED'} ${o.domain} → ${o.rua}: ${o.detail}`);
+      },
+    };
+  }
+
+  /**
+   * Reloads the policy file. An invalid policy is refused and the running one stays in force;
+   * sessions in progress keep the policy they started with; 'reloaded' is logged only when every
+   * worker has the new one.
+   */
+  async reload(why: string): Promise<boolean> {
+    const { log, metrics } = this;
+    let next: BuiltDeliveryDeps | null = null;
+    const r = reloadPolicy(this.file, (p) => {
+      next = this.deliveryDeps(p); // reads the certificate and key: a refusal leaves nothing changed
+      this.server?.reload(p);
+    });
+    if (!r.ok || !next) {
+      metrics?.reloads.inc({ result: 'refused' });
+      log.error({ event: 'reload-refused', trigger: why, errors: r.ok ? [] : r.errors }, 'policy reload refused; the running policy stays in force');
+      return false;
+    }
+    this.delivery.pool.closeAll(); // cached connections were made under the old policy and identity
+    this.delivery = next;
+    this.verifier.clear(); // answers were given by the old policy's next hops
+    const before = this.policy;
+    if (JSON.stringify(r.policy.gateway.admin ?? null) !== JSON.stringify(before.gateway.admin ?? null)) log.warn({ event: 'reload-admin' }, 'admin listener changes take effect at the next restart');
+    if (r.policy.gateway.workers !== before.gateway.workers) log.warn({ event: 'reload-workers' }, 'a change of gateway.workers takes effect at the next restart');
+    this.policy = r.policy;
+    const refused = this.workers ? await this.workers.reload() : [];
+    if (refused.length) log.error({ event: 'reload-workers-failed', errors: refused }, 'some SMTP workers kept the previous policy');
+    log.level = this.policy.gateway.log.level;
+    metrics?.reloads.inc({ result: 'applied' });
+    log.info({ event: 'reloaded', trigger: why, warnings: r.warnings }, 'policy reloaded');
+    this.logOutboundSecurity();
+    return true;
+  }
+
+  /** Stops accepting, lets sessions finish (bounded), stops delivery, closes the stores. */
+  async stop(signal: string, graceMs = 10_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.ready = false;
+    this.log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
+    await (this.server ? this.server.stop(graceMs) : this.workers?.stop(graceMs));
+    await this.manager?.stop(graceMs);
+    this.reporter?.stop();
+    this.trace?.close();
+    this.verifier?.close();
+    this.control?.close();
+    this.delivery.pool.closeAll();
+    this.log.info({ event: 'stopped' }, 'stopped');
+    await new Promise<void>((r) => this.log.flush(() => r()));
+  }
+
+  /** One log line saying what secures MX delivery under this policy. */
+  private logOutboundSecurity(): void {
+    const { log, policy } = this;
+    const trust = dnssecTrust(policy);
+    const mode = policy.gateway.outbound.smtpDaneMode;
+    if (mode === 'none') log.info({ event: 'outbound-security', dane: false, why: 'smtpDaneMode: none' }, 'DANE off');
+    else if (trust.trusted) log.info({ event: 'outbound-security', dane: true, mode, servers: policy.gateway.dns.servers }, `DANE in effect (${mode}) for MX delivery`);
+    else log.warn({ event: 'outbound-security', dane: false, why: trust.why }, `DANE not in effect: ${trust.why}`);
+  }
+}

@@ -18,6 +18,7 @@ import { Limiter } from '../mail/limiter.js';
 import { normalizeDomain } from '../mail/address.js';
 import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
+import { traced } from '../observe/events.js';
 import { pendingAt, type Envelope, type Spool } from './spool.js';
 import { afterAttempt, planAttempt, type AttemptPlan, type AttemptResult, type DsnKind, type DsnRecipient, type QueueSettings, type RecipientEvent } from './schedule.js';
 import { admit, afterDestinationAttempt, deadDestinations, UNKNOWN, type DestinationHealth } from './destinations.js';
@@ -502,7 +503,7 @@ export class QueueManager {
       }
       n++;
     }
-    this.log.info({ event: 'held', qid: id ?? undefined, destination: destination ?? undefined, messages: n }, id ? `${id} put on hold (queue hold)` : `${n} message(s) put on hold (queue hold)`);
+    this.log.info(traced({ event: 'held', qid: id ?? undefined, destination: destination ?? undefined, messages: n }), id ? `${id} put on hold (queue hold)` : `${n} message(s) put on hold (queue hold)`);
     return n;
   }
 
@@ -518,7 +519,7 @@ export class QueueManager {
       }
       n++;
     }
-    this.log.info({ event: 'released', qid: id ?? undefined, destination: destination ?? undefined, messages: n }, id ? `${id} released (queue release)` : `${n} message(s) released (queue release)`);
+    this.log.info(traced({ event: 'released', qid: id ?? undefined, destination: destination ?? undefined, messages: n }), id ? `${id} released (queue release)` : `${n} message(s) released (queue release)`);
     return n;
   }
 
@@ -561,7 +562,7 @@ export class QueueManager {
     const e = this.entries.get(id);
     if (e?.state === 'running') {
       e.deleting = true;
-      this.log.info({ event: 'deleted', qid: id, when: 'after the attempt in flight' }, 'deleted by the operator');
+      this.log.info(traced({ event: 'deleted', qid: id, when: 'after the attempt in flight' }), 'deleted by the operator');
       return true;
     }
     if (e) this.forget(e);
@@ -571,7 +572,7 @@ export class QueueManager {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
     }
-    this.log.info({ event: 'deleted', qid: id }, 'deleted by the operator');
+    this.log.info(traced({ event: 'deleted', qid: id }), 'deleted by the operator');
     return true;
   }
 
@@ -638,18 +639,18 @@ export class QueueManager {
       return { kind: 'gone' };
     }
     for (const s of decision.suppressed) {
-      if (s.reason === 'NOTIFY') this.log.info({ event: 'dsn-suppressed', qid: id, reason: 'NOTIFY', recipients: s.recipients }, 'no DSN: the sender asked for none');
-      else this.log.warn({ event: 'dsn-suppressed', qid: id, reason: 'null sender' }, 'no DSN for the null sender');
+      if (s.reason === 'NOTIFY') this.log.info(traced({ event: 'dsn-suppressed', qid: id, reason: 'NOTIFY', recipients: s.recipients }), 'no DSN: the sender asked for none');
+      else this.log.warn(traced({ event: 'dsn-suppressed', qid: id, reason: 'null sender' }), 'no DSN for the null sender');
     }
     for (const d of decision.dsns) {
       const dsn = await this.bounce(env, d.kind, d.recipients, policy);
-      this.log.info({ event: 'dsn', qid: dsn.id, original: env.id, kind: d.kind, to: env.sender, recipients: d.recipients.map((r) => r.address) }, `${d.kind} DSN queued`);
+      this.log.info(traced({ event: 'dsn', qid: dsn.id, original: env.id, kind: d.kind, to: env.sender, recipients: d.recipients.map((r) => r.address) }), `${d.kind} DSN queued`);
       this.enqueue(dsn);
     }
     const next = decision.envelope;
     if (decision.next.done) {
       await this.spool.remove(id);
-      this.log.info({ event: 'removed', qid: id, delivered: next.recipients.filter((r) => r.status === 'delivered').length, failed: next.recipients.filter((r) => r.status === 'failed').length }, 'message done');
+      this.log.info(traced({ event: 'removed', qid: id, delivered: next.recipients.filter((r) => r.status === 'delivered').length, failed: next.recipients.filter((r) => r.status === 'failed').length }), 'message done');
       return { kind: 'gone' };
     }
     if (e.holding) {
@@ -667,19 +668,19 @@ export class QueueManager {
     switch (e.event) {
       case 'delivered':
         this.onResult(e.connector ?? 'none', 'delivered', e.security);
-        this.log.info({ qid, ...e }, 'delivered');
+        this.log.info(traced({ qid, ...e }), 'delivered');
         return;
       case 'deferred':
         this.onResult(e.connector ?? 'none', 'deferred', e.security, e.code);
-        this.log.info({ qid, ...e }, 'deferred');
+        this.log.info(traced({ qid, ...e }), 'deferred');
         return;
       case 'bounced':
         if (e.expired) {
           this.onResult(e.connector ?? 'none', 'expired');
-          this.log.warn({ qid, event: 'bounced', recipient: e.recipient, code: e.code, result: 'expired', last: e.last }, 'expired');
+          this.log.warn(traced({ qid, ...e }), 'expired');
         } else {
           this.onResult(e.connector ?? 'none', 'failed', e.security);
-          this.log.warn({ qid, event: 'bounced', recipient: e.recipient, connector: e.connector, code: e.code, result: e.result }, 'permanent failure');
+          this.log.warn(traced({ qid, ...e }), 'permanent failure');
         }
         return;
     }

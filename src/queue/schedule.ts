@@ -8,6 +8,7 @@ import { enabledOutboundConnector, routeRecipientDomain, type Route } from '../p
 import type { Policy } from '../policy/types.js';
 import { outcomes, type RecipientOutcome } from '../delivery/status.js';
 import type { Envelope, QueuedRecipient } from './spool.js';
+import type { RecipientEvent } from '../observe/events.js';
 
 /** Which notice a DSN is (RFC 3464): a permanent failure or expiry, a delay warning, or relayed (RFC 3461 NOTIFY=SUCCESS). */
 export type DsnKind = 'failed' | 'delayed' | 'relayed';
@@ -95,12 +96,8 @@ export interface AttemptResult {
   outcome: RecipientOutcome;
 }
 
-/** One event per recipient, for the log and the delivery metrics. */
-export type RecipientEvent =
-  | { event: 'delivered'; recipient: string; connector: string | null; remote?: string; result: string; strippedExchangeHeaders?: number; security?: string }
-  | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: string; expired: false; security?: string }
-  | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: 'expired'; expired: true; last: string }
-  | { event: 'deferred'; recipient: string; connector: string | null; code: string; result: string; attempts: number; security?: string };
+/** One event per recipient, for the log, the trace and the delivery metrics (observe/events.ts). */
+export type { RecipientEvent };
 
 export interface DsnToSend {
   kind: DsnKind;

@@ -14,6 +14,7 @@ import { formatReply, replies } from '../policy/replies.js';
 import type { Policy } from '../policy/types.js';
 import { certificateNames } from '../tls/names.js';
 import type { Logger } from '../observe/log.js';
+import { traced } from '../observe/events.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool.js';
 import type { RecipientVerifier, Verdict } from '../delivery/verify.js';
@@ -278,7 +279,7 @@ export class SessionHooks {
     const headers = scanner.headerFields();
     const rules = evaluateRules(st.policy, { connector, sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', recipients: rcpts, headers, size: stream.byteLength });
     for (const f of rules.fired) {
-      st.log.info({ event: 'rule', rule: f.rule, mode: f.mode, recipients: f.recipients, actions: f.actions, qid: writer?.id }, f.mode === 'audit' ? 'mail flow rule matched (audit: nothing done)' : 'mail flow rule applied');
+      st.log.info(traced({ event: 'rule', rule: f.rule, mode: f.mode, recipients: f.recipients, actions: f.actions, qid: writer?.id }), f.mode === 'audit' ? 'mail flow rule matched (audit: nothing done)' : 'mail flow rule applied');
       for (const action of f.actions.length ? f.actions : ['none']) this.deps.metrics?.rules.inc({ rule: f.rule, mode: f.mode, action });
     }
     if (rules.reject) {
@@ -321,7 +322,7 @@ export class SessionHooks {
     const r = replies.queued(env.id);
     this.deps.metrics?.accepted.inc({ connector: connector ?? 'none' });
     st.log.info(
-      {
+      traced({
         event: 'queued',
         qid: env.id,
         size: env.size,
@@ -333,7 +334,7 @@ export class SessionHooks {
         stripped: scanner.strippedHeaders,
         strippedExchangeHeaders: scanner.strippedExchangeHeaders,
         rules: rules.fired.map((f) => f.rule),
-      },
+      }),
       'queued',
     );
     cb(null, `${r.enhanced} ${r.text}`);

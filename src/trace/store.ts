@@ -6,9 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { TRACED_EVENTS, type TracedLine } from '../observe/events.js';
 
-/** The log events the trace keeps, and what each says about the message. */
-const TRACED = new Set(['queued', 'rule', 'delivered', 'deferred', 'bounced', 'dsn', 'dsn-suppressed', 'deleted', 'removed', 'tls-policy-failure']);
 
 export interface TraceQuery {
   sender?: string;
@@ -120,32 +119,32 @@ export class TraceStore {
   }
 
   private apply(line: string): void {
-    let e: Record<string, unknown>;
+    let e: TracedLine;
     try {
-      e = JSON.parse(line) as Record<string, unknown>;
+      const parsed = JSON.parse(line) as { event?: unknown; qid?: unknown };
+      // Any log line may come here: only the traced events (observe/events.ts) about one message stay.
+      if (typeof parsed.event !== 'string' || !TRACED_EVENTS.has(parsed.event) || typeof parsed.qid !== 'string') return;
+      e = parsed as TracedLine;
     } catch {
       return;
     }
-    const event = e.event as string | undefined;
-    const qid = e.qid as string | undefined;
-    if (!event || !qid || !TRACED.has(event)) return;
+    const qid = e.qid!;
     const at = Date.parse(String(e.time ?? '')) || Date.now();
-    const recipient = typeof e.recipient === 'string' ? e.recipient : null;
+    const recipient = 'recipient' in e ? e.recipient : null;
     const { level: _l, time: _t, svc: _s, msg: _m, event: _e, qid: _q, sid: _sid, ...detail } = e;
-    if (event === 'queued') {
-      const recipients = Array.isArray(e.recipients) ? (e.recipients as string[]) : [];
-      this.st.message.run(qid, at, String(e.sender ?? ''), (e.messageId as string | undefined) ?? null, Number(e.size ?? 0), (e.ip as string | undefined) ?? null, (e.connector as string | null) ?? null, (e.tls as string | null | undefined) ?? null, 'queued');
-      for (const r of recipients) this.st.recipient.run(qid, r.toLowerCase());
+    if (e.event === 'queued') {
+      this.st.message.run(qid, at, e.sender, e.messageId, e.size, e.ip ?? null, e.connector, e.tls, 'queued');
+      for (const r of e.recipients) this.st.recipient.run(qid, r.toLowerCase());
     }
-    this.st.event.run(qid, at, event, recipient, JSON.stringify(detail));
+    this.st.event.run(qid, at, e.event, recipient, JSON.stringify(detail));
     // A report about a message belongs to its timeline too.
-    if (event === 'dsn' && typeof e.original === 'string') this.st.event.run(e.original, at, 'dsn-sent', null, JSON.stringify(detail));
-    if (recipient && (event === 'delivered' || event === 'deferred' || event === 'bounced')) {
-      const status = event === 'bounced' ? 'failed' : event;
-      this.st.recipientStatus.run(status, `${(e.code as string | undefined) ?? ''} ${String(e.result ?? '')}`.trim(), qid, recipient.toLowerCase());
+    if (e.event === 'dsn') this.st.event.run(e.original, at, 'dsn-sent', null, JSON.stringify(detail));
+    if (e.event === 'delivered' || e.event === 'deferred' || e.event === 'bounced') {
+      const status = e.event === 'bounced' ? 'failed' : e.event;
+      this.st.recipientStatus.run(status, `${'code' in e ? e.code : ''} ${e.result}`.trim(), qid, e.recipient.toLowerCase());
       this.st.status.run(qid);
     }
-    if (event === 'deleted') this.st.deleted.run(qid);
+    if (e.event === 'deleted') this.st.deleted.run(qid);
   }
 
   /** Removes what is older than `retentionMs`; returns how many messages went. */

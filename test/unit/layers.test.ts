@@ -17,7 +17,7 @@ const ALLOWED: Record<string, string[]> = {
   queue: ['mail', 'policy', 'delivery', 'observe'],
   bounce: ['mail', 'policy', 'queue'],
   smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery'],
-  trace: ['mail', 'config'],
+  trace: ['mail', 'config', 'observe'],
   cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp'],
   daemon: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster'],
   cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'daemon'],

@@ -26,6 +26,12 @@ describe('TraceStore', () => {
     expect(store.search({ since: Date.parse('2026-11-23T00:00:00Z') }).map((m) => m.qid)).toEqual(['Q1']);
     expect(store.search({ until: Date.parse('2026-11-23T00:00:00Z') }).map((m) => m.qid)).toEqual(['Q2']);
     expect(store.timeline('Q1').map((e) => [e.event, e.recipient])).toEqual([['queued', null], ['delivered', 'B@partner.test'], ['deferred', 'c@partner.test']]);
+    // The operator's hold and release of one message are in its timeline (observe/events.ts).
+    store.push(line({ event: 'held', qid: 'Q1', messages: 1, time: '2026-11-24T10:00:03.000Z' }));
+    store.push(line({ event: 'released', qid: 'Q1', messages: 1, time: '2026-11-24T10:00:04.000Z' }));
+    store.push(line({ event: 'held', messages: 7 })); // a hold of every message names none: not one message's story
+    store.flush();
+    expect(store.timeline('Q1').map((e) => e.event).slice(-2)).toEqual(['held', 'released']);
     expect(store.timeline('Q2').map((e) => e.event)).toEqual(['queued', 'bounced', 'dsn-sent']);
     // Retention: what is older goes, events and recipients with it.
     expect(store.purge(2 * 86_400_000, Date.parse('2026-11-24T12:00:00Z'))).toBe(1);

@@ -16,6 +16,11 @@ export interface QueuedEvent {
   stripped: number;
   strippedExchangeHeaders: number;
   rules: string[];
+  /**
+   * Where the time from the final dot to the 250 went, in ms (as Postfix's delays=): the end of
+   * DATA checks and mail flow rules, then the commit (content fsync, envelope, directory fsync).
+   */
+  delays?: { checks: number; commit: number };
 }
 
 /** A mail flow rule matched at end of DATA (audit ones too). */

@@ -1,7 +1,13 @@
 // The durable spool (SPEC §5). One message = <id>.eml (content) + <id>.json (envelope and state).
-// The envelope file is the commit point: it is written to a temporary name, fsynced, renamed into
-// place and the directory fsynced, after the content file is fsynced. A .eml without .json is an
-// interrupted receipt: never acknowledged, so removed at recovery.
+// The envelope file is the commit point. At receipt:
+//   1. the content file is fsynced and, side by side, the envelope is written to a temporary
+//      name and fsynced (two fsyncs in flight at once, not one after the other);
+//   2. only when both are durable is the envelope renamed into place — the commit point;
+//   3. the directory is fsynced (shared by the messages committed together: DirSyncer), which makes
+//      the content file's name and the rename durable; then, and only then, 250.
+// An envelope is never visible before its content is durable. A .eml without .json is an
+// interrupted receipt: never acknowledged, so removed at recovery; a left .tmp likewise.
+// Later changes of the envelope (the queue's state) are temp file, fsync, rename, directory fsync.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -74,15 +80,6 @@ export function newQueueId(): string {
   return Date.now().toString(36).toUpperCase().padStart(9, '0') + randomBytes(5).toString('hex').toUpperCase();
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await fsp.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
 /**
  * Group commit of directory fsyncs: a caller waits for a sync that *starts* after its own
  * rename, but concurrent callers share it, so N messages committed together cost one fsync.
@@ -90,6 +87,8 @@ async function fsyncDir(dir: string): Promise<void> {
 export class DirSyncer {
   private running: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
+  /** The directory, opened once and kept: an fsync is then one call, not open, fsync, close. */
+  private handle: Promise<fsp.FileHandle> | null = null;
   constructor(private readonly dir: string) {}
 
   sync(): Promise<void> {
@@ -109,7 +108,11 @@ export class DirSyncer {
 
   private async run(): Promise<void> {
     try {
-      await fsyncDir(this.dir);
+      this.handle ??= fsp.open(this.dir, 'r');
+      await (await this.handle).sync();
+    } catch (e) {
+      this.handle = null; // opened again by the next sync (the directory may have been recreated)
+      throw e;
     } finally {
       this.running = null;
     }
@@ -168,13 +171,22 @@ export class MessageWriter {
     this.bytes = this.bytes - oldLength + head.length;
   }
 
-  /** Makes the message durable; only after this resolves may the gateway answer 250. */
+  /** Makes the message durable (the protocol in this file's header); only after this resolves may the gateway answer 250. */
   async commit(envelope: Omit<Envelope, 'id' | 'size' | 'version'>): Promise<Envelope> {
-    await this.handle.sync();
-    await this.handle.close();
-    this.closed = true;
     const env: Envelope = { version: ENVELOPE_VERSION, id: this.id, size: this.bytes, ...envelope };
-    await this.spool.writeEnvelope(env);
+    // 1. Content fsync and envelope temp file (written, fsynced) side by side.
+    const content = this.handle.sync().finally(() => {
+      this.closed = true;
+      return this.handle.close();
+    });
+    const written = this.spool.writeEnvelopeTemp(env);
+    const [c, t] = await Promise.allSettled([content, written]);
+    if (c.status === 'rejected' || t.status === 'rejected') {
+      if (t.status === 'fulfilled') await fsp.unlink(t.value).catch(() => {});
+      throw c.status === 'rejected' ? c.reason : (t as PromiseRejectedResult).reason;
+    }
+    // 2. The commit point, 3. the directory.
+    await this.spool.installEnvelope(t.value, env.id);
     return env;
   }
 
@@ -183,6 +195,8 @@ export class MessageWriter {
       this.closed = true;
       await this.handle.close().catch(() => {});
     }
+    // A commit that failed after its rename (the directory fsync) was never acknowledged either.
+    await fsp.unlink(this.spool.envelopePath(this.id)).catch(() => {});
     await fsp.unlink(this.spool.contentPath(this.id)).catch(() => {});
   }
 }
@@ -241,15 +255,28 @@ export class Spool {
 
   /** Atomically and durably replaces the envelope (temp file, fsync, rename, directory fsync). */
   async writeEnvelope(env: Envelope): Promise<void> {
+    await this.installEnvelope(await this.writeEnvelopeTemp(env), env.id);
+  }
+
+  /** The envelope written to a temporary name and fsynced; returns that name. */
+  async writeEnvelopeTemp(env: Envelope): Promise<string> {
     const tmp = `${this.envelopePath(env.id)}.${randomBytes(3).toString('hex')}.tmp`;
     const h = await fsp.open(tmp, 'wx', 0o640);
     try {
       await h.writeFile(JSON.stringify(env, null, 1));
       await h.sync();
-    } finally {
-      await h.close();
+    } catch (e) {
+      await h.close().catch(() => {});
+      await fsp.unlink(tmp).catch(() => {});
+      throw e;
     }
-    await fsp.rename(tmp, this.envelopePath(env.id));
+    await h.close();
+    return tmp;
+  }
+
+  /** Renames a durable temporary envelope into place (the commit point) and fsyncs the directory. */
+  async installEnvelope(tmp: string, id: string): Promise<void> {
+    await fsp.rename(tmp, this.envelopePath(id));
     await this.dirSync.sync();
   }
 

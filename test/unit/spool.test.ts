@@ -22,3 +22,29 @@ describe('Spool.readEnvelope', () => {
     await expect(spool.readEnvelope(env.id)).rejects.toBeInstanceOf(SyntaxError);
   });
 });
+
+describe('MessageWriter.commit: the commit protocol of spool.ts', () => {
+  const envelope = { receivedAt: new Date().toISOString(), sender: 'a@x.test', recipients: [{ address: 'b@y.test', status: 'pending' as const, connector: null, attempts: 0 }], bodyType: '7bit' as const, smtpUtf8: false, client: { ip: '127.0.0.2', helo: 'h', sessionId: 's', connector: null, tls: null } };
+  it('a committed message is its content and its envelope, no temporary file left', async () => {
+    const spool = new Spool(tmpDir('spool'));
+    await spool.recover();
+    const w = await spool.create();
+    await w.write(Buffer.from('Subject: x\r\n\r\nbody\r\n'));
+    const env = await w.commit(envelope);
+    expect(fs.readdirSync(spool.dir).sort()).toEqual([`${env.id}.eml`, `${env.id}.json`]);
+    expect(env.size).toBe(Buffer.byteLength('Subject: x\r\n\r\nbody\r\n'));
+  });
+  it('when the content cannot be made durable, no envelope appears (nothing is acknowledged)', async () => {
+    const spool = new Spool(tmpDir('spool'));
+    await spool.recover();
+    const w = await spool.create();
+    await w.write(Buffer.from('Subject: x\r\n\r\nbody\r\n'));
+    // The disk refuses the content's fsync (EIO): the envelope written beside it must not be installed.
+    const handle = (w as unknown as { handle: { sync: () => Promise<void> } }).handle;
+    handle.sync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    await expect(w.commit(envelope)).rejects.toMatchObject({ code: 'EIO' });
+    expect(fs.readdirSync(spool.dir).filter((n) => n.endsWith('.json') || n.endsWith('.tmp'))).toEqual([]);
+    await w.abort();
+    expect(fs.readdirSync(spool.dir)).toEqual([]);
+  });
+});

@@ -90,7 +90,8 @@ export class WorkerPool {
   private onMessage(w: Worker, m: FromWorker): void {
     switch (m.t) {
       case 'queued':
-        return this.handlers.queued(m.env);
+        this.handlers.queued(m.env);
+        return this.send(w, { t: 'taken', id: m.id });
       case 'trace':
         if (this.handlers.trace) for (const line of m.lines) this.handlers.trace(line);
         return;

@@ -12,8 +12,11 @@ export type FromWorker =
   /** Listening (its 'listening' log lines written): the ports, for the 'started' line. */
   | { t: 'listening'; ports: Array<{ name: string; address: string; port: number }> }
   | { t: 'start-failed'; error: string }
-  /** A message is committed and acknowledged: the queue manager takes it from here. */
-  | { t: 'queued'; env: Envelope }
+  /**
+   * A message is committed: the queue manager takes it from here. Sent before the worker answers
+   * 250, which waits for the 'taken' answer — so no acknowledged message exists only on disk.
+   */
+  | { t: 'queued'; id: number; env: Envelope }
   /** Log lines for the message trace (the first process is its only writer). */
   | { t: 'trace'; lines: string[] }
   | { t: 'open'; id: number; ip: string }
@@ -25,6 +28,7 @@ export type FromWorker =
   | { t: 'reloaded'; id: number; error: string | null };
 
 export type ToWorker =
+  | { t: 'taken'; id: number }
   | { t: 'opened'; id: number; perIp: number; total: number }
   | { t: 'rate'; id: number; rate: number }
   | { t: 'verified'; id: number; verdict: Verdict }
@@ -33,7 +37,7 @@ export type ToWorker =
   | { t: 'stop'; graceMs: number };
 
 const FROM_WORKER = new Set(['listening', 'start-failed', 'queued', 'trace', 'open', 'close', 'message', 'verify', 'metrics', 'reloaded']);
-const TO_WORKER = new Set(['opened', 'rate', 'verified', 'metrics', 'reload', 'stop']);
+const TO_WORKER = new Set(['taken', 'opened', 'rate', 'verified', 'metrics', 'reload', 'stop']);
 
 const tagged = (m: unknown, tags: Set<string>): boolean => typeof m === 'object' && m !== null && tags.has(String((m as { t?: unknown }).t));
 

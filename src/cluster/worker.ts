@@ -15,6 +15,7 @@ import { Spool } from '../queue/spool.js';
 import type { Verdict } from '../delivery/verify.js';
 import { GatewayServer } from '../smtp/listener.js';
 import type { SessionCounters } from '../smtp/counters.js';
+import type { Envelope } from '../queue/spool.js';
 import { isToWorker, type FromWorker, type ToWorker } from './protocol.js';
 
 const send = (m: FromWorker): void => {
@@ -27,7 +28,7 @@ class Remote implements SessionCounters {
   private readonly pending = new Map<number, (m: ToWorker) => void>();
 
   answer(m: ToWorker): void {
-    if (m.t === 'opened' || m.t === 'rate' || m.t === 'verified') {
+    if (m.t === 'opened' || m.t === 'rate' || m.t === 'verified' || m.t === 'taken') {
       this.pending.get(m.id)?.(m);
       this.pending.delete(m.id);
     }
@@ -50,18 +51,35 @@ class Remote implements SessionCounters {
     const m = await this.ask((id) => ({ t: 'message', id, ip }));
     return m.t === 'rate' ? m.rate : 0;
   }
+  /**
+   * Hands a committed message to the first process and resolves when it has taken it; the trace
+   * lines written so far (the 'queued' event among them) go first, on the same ordered channel.
+   */
+  async handOver(env: Envelope, flushTrace: () => void): Promise<void> {
+    flushTrace();
+    const m = await this.ask((id) => ({ t: 'queued', id, env }));
+    if (m.t !== 'taken') throw new Error('the first process did not take the message');
+  }
   async verify(address: string, connector: OutboundConnector): Promise<Verdict> {
     const m = await this.ask((id) => ({ t: 'verify', id, address, connector: connector.name }));
     return m.t === 'verified' ? m.verdict : { result: 'unknown', detail: 'no answer', cached: false, lastValidAt: null };
   }
 }
 
-/** Log lines for the trace, sent in batches (one IPC message per turn of the event loop). */
-function traceFeed(): (line: string) => void {
+/** Log lines for the trace, sent in batches (one IPC message per turn of the event loop), or at once by flush. */
+function traceFeed(): { push: (line: string) => void; flush: () => void } {
   let batch: string[] = [];
-  return (line) => {
-    if (!batch.length) setImmediate(() => (send({ t: 'trace', lines: batch }), (batch = [])));
-    batch.push(line);
+  const flush = (): void => {
+    if (!batch.length) return;
+    send({ t: 'trace', lines: batch });
+    batch = [];
+  };
+  return {
+    push: (line) => {
+      if (!batch.length) setImmediate(flush);
+      batch.push(line);
+    },
+    flush,
   };
 }
 
@@ -76,15 +94,17 @@ export async function runWorker(file: string): Promise<void> {
   }
   let policy: Policy = loaded.policy;
   const id = cluster.worker?.id ?? 0;
-  const log = createLogger(policy.gateway.log.level, undefined, policy.gateway.trace.retention > 0 ? traceFeed() : undefined).child({ worker: id });
+  const feed = policy.gateway.trace.retention > 0 ? traceFeed() : null;
+  const log = createLogger(policy.gateway.log.level, undefined, feed ? feed.push : undefined).child({ worker: id });
   const observe = policy.gateway.admin ? await import('../observe/metrics.js') : null;
   const metrics: Metrics | undefined = observe ? new observe.Metrics() : undefined;
   const remote = new Remote();
-  const server = new GatewayServer({ getPolicy: () => policy, spool: new Spool(policy.gateway.queue.directory), log, metrics, verifier: remote, counters: remote, onQueued: (env) => send({ t: 'queued', env }) });
+  const server = new GatewayServer({ getPolicy: () => policy, spool: new Spool(policy.gateway.queue.directory), log, metrics, verifier: remote, counters: remote, handOver: (env) => remote.handOver(env, () => feed?.flush()) });
 
   process.on('message', (m: unknown) => {
     if (!isToWorker(m)) return;
     switch (m.t) {
+      case 'taken':
       case 'opened':
       case 'rate':
       case 'verified':

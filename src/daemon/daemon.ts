@@ -144,7 +144,7 @@ export class Daemon {
             },
           })
         : null;
-    this.server = this.workers ? null : new GatewayServer({ getPolicy: () => this.policy, spool, log, metrics, verifier, onQueued: (env) => manager.enqueue(env) });
+    this.server = this.workers ? null : new GatewayServer({ getPolicy: () => this.policy, spool, log, metrics, verifier, handOver: (env) => manager.enqueue(env) });
     let listeners: GatewayServer['ports'];
     if (this.server) {
       await this.server.start();

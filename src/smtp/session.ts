@@ -28,8 +28,12 @@ export interface SessionDeps {
   getPolicy: () => Policy;
   spool: Spool;
   log: Logger;
-  /** Called after a message is durable and acknowledged: the seam to delivery. */
-  onQueued?: (env: Envelope) => void;
+  /**
+   * The seam to delivery: a committed message is handed to the queue manager *before* the 250
+   * (in a worker process, an IPC round trip to the first process), so that no acknowledged
+   * message exists only on disk if this process dies right after answering.
+   */
+  handOver?: (env: Envelope) => void | Promise<void>;
   metrics?: Metrics;
   /** recipientVerification: callout. Without it such recipients are accepted unverified. */
   verifier?: Pick<RecipientVerifier, 'verify'>;
@@ -345,7 +349,15 @@ export class SessionHooks {
       }),
       'queued',
     );
+    try {
+      await this.deps.handOver?.(env);
+    } catch (e) {
+      // Committed but not taken by a queue manager: not acknowledged (the next start delivers it; a
+      // retry by the client may make a duplicate, which at-least-once allows — a loss it does not).
+      const refused = replies.localError();
+      st.log.error({ event: 'refusal', rule: 'spool', qid: env.id, reply: formatReply(refused), err: (e as Error).message }, 'the queue manager did not take the message');
+      return cb(smtpError(refused));
+    }
     cb(null, `${r.enhanced} ${r.text}`);
-    this.deps.onQueued?.(env);
   }
 }

@@ -2,6 +2,7 @@
 // SMTPConnection options, plus the name check of domainValidation.
 import tls, { type ConnectionOptions, type PeerCertificate, type SecureContext } from 'node:tls';
 import { caSetKey, contextTrustingRoots } from '../tls/context.js';
+import { allDnsAltNames, commonNames, isCertificateHostName } from '../tls/names.js';
 import { certNameMatches, parseDomainPattern, type DomainPattern } from '../policy/match.js';
 import type { TlsSettings } from '../policy/types.js';
 import type { TlsaRecord } from './dnssec-resolver.js';
@@ -55,13 +56,9 @@ function secureContextFor(identity: ClientIdentity, extraCa: string[]): SecureCo
 /** The reason a name check failed, or undefined when the certificate carries the name. */
 export function checkName(pattern: DomainPattern, cert: PeerCertificate): Error | undefined {
   // RFC 6125: the DNS SANs when there are any; the CN only for a certificate without them.
-  const sans = (cert.subjectaltname ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.startsWith('DNS:'))
-    .map((s) => s.slice(4).toLowerCase());
-  const cn = cert.subject?.CN;
-  const candidates = sans.length ? sans : cn ? [String(cn).toLowerCase()] : [];
+  // Only host names count (tls/names.ts): a name with a NUL matches nothing.
+  const sans = allDnsAltNames(cert);
+  const candidates = sans.length ? sans.filter(isCertificateHostName) : commonNames(cert);
   if (candidates.some((n) => certNameMatches(pattern, n))) return undefined;
   return Object.assign(new Error(`certificate name mismatch: wanted ${pattern.text}, certificate has ${candidates.join(', ') || 'no names'}`), { code: NAME_CHECK_CODE });
 }

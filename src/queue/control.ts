@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { isQueueId } from './spool.js';
 
 export const CONTROL_SOCKET = '.control.sock';
 
@@ -33,13 +34,20 @@ export function controlSocketPath(queueDir: string): string {
   return path.join(queueDir, CONTROL_SOCKET);
 }
 
-function parseRequest(line: string): ControlRequest | null {
+/**
+ * A request as the daemon accepts it. Every id is a queue id (the spool's own form: it becomes a
+ * file name, so `../victim` must never reach the spool) — checked here, in the daemon, whatever
+ * the client checked.
+ */
+export function parseRequest(line: string): ControlRequest | null {
   try {
     const r = JSON.parse(line) as { op?: unknown; id?: unknown };
-    if (r.op === 'retry' && (r.id === null || typeof r.id === 'string')) return { op: 'retry', id: r.id };
+    const id = r.id === null ? null : typeof r.id === 'string' && isQueueId(r.id) ? r.id : undefined;
+    if (id === undefined && r.op !== 'tls-report') return null;
+    if (r.op === 'retry' && id !== undefined) return { op: 'retry', id };
     const destination = (r as { destination?: unknown }).destination ?? null;
-    if ((r.op === 'hold' || r.op === 'release') && (r.id === null || typeof r.id === 'string') && (destination === null || typeof destination === 'string')) return { op: r.op, id: r.id, destination };
-    if (r.op === 'delete' && typeof r.id === 'string') return { op: 'delete', id: r.id };
+    if ((r.op === 'hold' || r.op === 'release') && id !== undefined && (destination === null || typeof destination === 'string')) return { op: r.op, id, destination };
+    if (r.op === 'delete' && typeof id === 'string') return { op: 'delete', id };
     if (r.op === 'tls-report' && typeof (r as { now?: unknown }).now === 'boolean') return { op: 'tls-report', now: (r as { now: boolean }).now };
   } catch {
     /* not JSON */

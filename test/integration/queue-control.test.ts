@@ -60,6 +60,22 @@ async function forgetDeadDestinations(): Promise<void> {
 }
 
 describe('queue commands through the daemon', () => {
+  it("the daemon refuses an id that is not a queue id: '../victim' deletes nothing outside the queue", async () => {
+    fs.writeFileSync(path.join(dir, 'victim.json'), '{}');
+    fs.writeFileSync(path.join(dir, 'victim.eml'), 'x');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const c = net.connect(path.join(dir, 'queue', '.control.sock'));
+      let buf = '';
+      c.on('data', (d) => (buf += d.toString()));
+      c.on('end', () => resolve(buf));
+      c.on('error', reject);
+      c.write('{"op":"delete","id":"../victim"}\n');
+    });
+    expect(JSON.parse(reply)).toEqual({ ok: false, error: 'bad request' });
+    expect(fs.existsSync(path.join(dir, 'victim.json'))).toBe(true);
+    expect(fs.existsSync(path.join(dir, 'victim.eml'))).toBe(true);
+  });
+
   it('delete during a delivery attempt: the message does not come back when the attempt ends', async () => {
     const id = await send('a@stall.test');
     await until(() => connections >= 1, 5_000, 'the attempt to connect');

@@ -3,12 +3,10 @@
 // headers. Only the header section is rewritten; the body streams through untouched.
 import { Transform, type TransformCallback } from 'node:stream';
 import { filterHeaderBlock } from '../mail/headers.js';
-
-const END = Buffer.from('\r\n\r\n');
+import { HeaderSection } from '../mail/header-section.js';
 
 export class HeaderFilter extends Transform {
-  private head: Buffer[] = [];
-  private headLength = 0;
+  private readonly section = new HeaderSection();
   private done = false;
   /** Fields removed, known once the header section has passed. */
   removed = 0;
@@ -19,26 +17,19 @@ export class HeaderFilter extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     if (this.done) return cb(null, chunk);
-    this.head.push(chunk);
-    this.headLength += chunk.length;
-    const all = Buffer.concat(this.head, this.headLength);
-    const end = all.indexOf(END, Math.max(0, this.headLength - chunk.length - 3));
-    if (end < 0) {
-      this.head = [all];
-      return cb();
-    }
-    this.flushHead(all.subarray(0, end + 2));
-    cb(null, all.subarray(end + 2));
+    const step = this.section.push(chunk);
+    if (step.kind !== 'end') return cb(); // no overflow: the spool holds only what the DATA path bounded
+    this.flushHead(step.head);
+    cb(null, step.rest);
   }
 
   override _flush(cb: TransformCallback): void {
-    if (!this.done) this.flushHead(Buffer.concat(this.head, this.headLength)); // headers only
+    if (!this.done) this.flushHead(this.section.rest()); // headers only
     cb();
   }
 
   private flushHead(block: Buffer): void {
     this.done = true;
-    this.head = [];
     const r = filterHeaderBlock(block.toString('latin1'), this.dropField);
     this.removed = r.removed;
     this.push(Buffer.from(r.block, 'latin1'));

@@ -40,6 +40,8 @@ export type InboundRule =
   | 'unknown-recipient'
   | 'unverified-recipient'
   | 'size'
+  | 'header-size'
+  | 'header-syntax'
   | 'bare-lf'
   | 'bare-cr'
   | 'nul'

@@ -24,6 +24,8 @@ export const replies = {
   /** gateway.limits.maxConnections reached (across worker processes; smtp-server says the same within one). */
   tooManyConnections: (): Reply => ({ code: 421, enhanced: '4.7.0', text: 'Too many connected clients, try again in a moment' }),
   tooBig: (): Reply => ({ code: 552, enhanced: '5.3.4', text: 'Message size exceeds fixed maximum message size' }),
+  headerTooBig: (): Reply => ({ code: 552, enhanced: '5.3.4', text: 'Message header size exceeds limit' }),
+  leadingContinuation: (): Reply => ({ code: 550, enhanced: '5.6.0', text: 'Malformed header: the message begins with a continuation line' }),
   tooManyRecipients: (): Reply => ({ code: 452, enhanced: '4.5.3', text: 'Too many recipients' }),
   bareLineFeed: (what: 'LF' | 'CR'): Reply => ({
     code: 550,

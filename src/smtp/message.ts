@@ -1,19 +1,22 @@
 // The DATA path of SPEC §3 as a streaming transform: bare CR/LF detection, hop counting,
 // removal of X-Gateway-* headers that arrive from outside and of Exchange organization headers
 // the header firewall does not trust, and our own headers prepended.
-// It decides nothing: what it saw (`bareLineEnding`, `receivedCount`) goes to policy/data.ts.
+// It decides nothing: what it saw (`bareLineEnding`, `receivedCount`, `headerTooLarge`,
+// `leadingContinuation`) goes to policy/data.ts.
 import { rfc5322Date } from '../mail/date.js';
 import { filterHeaderBlock, parseHeaderBlock, type HeaderField } from '../mail/headers.js';
+import { HeaderSection } from '../mail/header-section.js';
 import { isExchangeTrustedHeader } from '../policy/headers.js';
+import { MAX_HEADER_BYTES } from '../policy/data.js';
 
 const CR = 13;
 const LF = 10;
-const HEADER_END = Buffer.from('\r\n\r\n');
+const SP = 32;
+const HTAB = 9;
 
 export class MessageScanner {
   private inHeaders = true;
-  private headerChunks: Buffer[] = [];
-  private headerLength = 0;
+  private readonly section = new HeaderSection(MAX_HEADER_BYTES);
   private prevWasCR = false;
   private bare: 'LF' | 'CR' | null = null;
   private ownHeaders = '';
@@ -35,23 +38,25 @@ export class MessageScanner {
 
   /** A NUL byte was seen anywhere in DATA. */
   nul = false;
+  /** The header section grew past MAX_HEADER_BYTES without ending: nothing more is kept. */
+  headerTooLarge = false;
+  /** The message's first line begins with a space or tab: it would continue the header we write before it. */
+  leadingContinuation = false;
 
   /** Feeds a chunk of (dot-unstuffed) DATA; returns what to write to the spool. */
   push(chunk: Buffer): Buffer[] {
     this.scanLineEnds(chunk);
     if (!this.nul && chunk.includes(0)) this.nul = true;
+    if (this.headerTooLarge) return [];
     if (!this.inHeaders) return [chunk];
-    this.headerChunks.push(chunk);
-    this.headerLength += chunk.length;
-    const all = this.headerChunks.length === 1 ? chunk : Buffer.concat(this.headerChunks, this.headerLength);
-    this.headerChunks = [all];
-    // Search a little before the new chunk, since the separator may straddle chunks.
-    const from = Math.max(0, this.headerLength - chunk.length - 3);
-    const end = all.indexOf(HEADER_END, from);
-    if (end < 0) return [];
+    const step = this.section.push(chunk);
+    if (step.kind === 'more') return [];
     this.inHeaders = false;
-    this.headerChunks = [];
-    return [this.rewriteHeaders(all.subarray(0, end + 2)), all.subarray(end + 2)];
+    if (step.kind === 'overflow') {
+      this.headerTooLarge = true;
+      return [];
+    }
+    return [this.rewriteHeaders(step.head), step.rest];
   }
 
   /** Flushes what remains at end of DATA. */
@@ -60,9 +65,7 @@ export class MessageScanner {
     if (!this.inHeaders) return [];
     this.inHeaders = false;
     // A message of headers only (no empty line).
-    const all = Buffer.concat(this.headerChunks, this.headerLength);
-    this.headerChunks = [];
-    return [this.rewriteHeaders(all)];
+    return [this.rewriteHeaders(this.section.rest())];
   }
 
   /** The first bare line ending seen (a CR not followed by LF, or an LF without CR), if any. */
@@ -98,6 +101,7 @@ export class MessageScanner {
 
   /** `block` ends with CRLF (or is the whole message when it has no body). */
   private rewriteHeaders(block: Buffer): Buffer {
+    if (block.length && (block[0] === SP || block[0] === HTAB)) this.leadingContinuation = true;
     // latin1 keeps every byte as it is (8-bit headers pass through untouched).
     const { block: kept } = filterHeaderBlock(block.toString('latin1'), (name) => {
       if (/^received$/i.test(name)) this.receivedCount++;

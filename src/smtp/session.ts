@@ -265,8 +265,21 @@ export class SessionHooks {
         writeError = e as Error;
       }
     };
+    // Past maxMessageSize nothing more is scanned or written: the rest is read and discarded, and
+    // the message refused at the dot (a 50 MB message against a 10 MB limit costs 10 MB of disk).
+    const limit = st.policy.gateway.limits.maxMessageSize;
+    let received = 0;
+    let oversize = false;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) await spoolWrite(scanner.push(chunk));
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        received += chunk.length;
+        if (received > limit && !oversize) {
+          oversize = true;
+          await writer?.abort();
+          writer = null;
+        }
+        if (!oversize) await spoolWrite(scanner.push(chunk));
+      }
     } catch (e) {
       // The client went away in the middle of the message: nothing was acknowledged, nothing is kept.
       await writer?.abort();
@@ -275,9 +288,19 @@ export class SessionHooks {
     }
     // The final dot has been read: from here to the 250 is the accept path's own latency.
     const dotAt = performance.now();
-    await spoolWrite(scanner.end());
+    if (!oversize) await spoolWrite(scanner.end());
 
-    const refusal = evaluateData({ sizeExceeded: stream.sizeExceeded, nul: scanner.nul, bareLineEnding: scanner.bareLineEnding, receivedHeaders: scanner.receivedCount }, connector);
+    const refusal = evaluateData(
+      {
+        sizeExceeded: stream.sizeExceeded || oversize,
+        nul: scanner.nul,
+        bareLineEnding: scanner.bareLineEnding,
+        receivedHeaders: scanner.receivedCount,
+        headerTooLarge: scanner.headerTooLarge,
+        leadingContinuation: scanner.leadingContinuation,
+      },
+      connector,
+    );
     if (refusal) {
       await writer?.abort();
       return cb(this.refuse(st, refusal, { size: stream.byteLength, received: scanner.receivedCount }));

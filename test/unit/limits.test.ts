@@ -45,11 +45,13 @@ describe('MAIL and RCPT parameters', () => {
 });
 
 describe('end of DATA', () => {
-  const facts = { sizeExceeded: false, nul: false, bareLineEnding: null, receivedHeaders: 0 } as const;
+  const facts = { sizeExceeded: false, nul: false, bareLineEnding: null, receivedHeaders: 0, headerTooLarge: false, leadingContinuation: false } as const;
   it('accepts a clean message; refuses size first, then bare line endings, then loops', () => {
     expect(evaluateData(facts, null)).toBeNull();
     expect(evaluateData({ ...facts, receivedHeaders: MAX_RECEIVED }, null)).toBeNull();
-    expect(evaluateData({ sizeExceeded: true, nul: true, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('size');
+    expect(evaluateData({ ...facts, sizeExceeded: true, nul: true, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('size');
+    expect(formatReply(evaluateData({ ...facts, headerTooLarge: true, nul: true }, 'c')!.reply)).toBe('552 5.3.4 Message header size exceeds limit');
+    expect(formatReply(evaluateData({ ...facts, leadingContinuation: true, receivedHeaders: 99 }, 'c')!.reply)).toBe('550 5.6.0 Malformed header: the message begins with a continuation line');
     expect(formatReply(evaluateData({ ...facts, nul: true, bareLineEnding: 'LF' }, 'c')!.reply)).toBe('550 5.6.0 NUL characters not allowed');
     expect(evaluateData({ ...facts, bareLineEnding: 'LF', receivedHeaders: 99 }, 'c')?.rule).toBe('bare-lf');
     expect(formatReply(evaluateData({ ...facts, bareLineEnding: 'CR' }, 'c')!.reply)).toBe('550 5.6.11 Bare line feed not allowed (bare carriage return found)');

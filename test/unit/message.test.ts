@@ -5,7 +5,7 @@ import { evaluateData } from '../../src/policy/data.js';
 
 /** What policy/data.ts decides from what the scanner saw. */
 function verdict(s: MessageScanner) {
-  const r = evaluateData({ sizeExceeded: false, nul: s.nul, bareLineEnding: s.bareLineEnding, receivedHeaders: s.receivedCount }, null);
+  const r = evaluateData({ sizeExceeded: false, nul: s.nul, bareLineEnding: s.bareLineEnding, receivedHeaders: s.receivedCount, headerTooLarge: s.headerTooLarge, leadingContinuation: s.leadingContinuation }, null);
   return r ? { ok: false, problem: r.rule } : { ok: true };
 }
 
@@ -82,5 +82,48 @@ describe('readable logs on a terminal', () => {
     const line = prettyLine(JSON.stringify({ level: 'warn', time: '2026-11-24T03:33:00.123Z', svc: 'connector-gateway', event: 'refusal', msg: 'refused', rule: 'relay', reply: '550 5.7.64 TenantAttribution; Relay Access Denied' }));
     expect(line).toBe('03:33:00.123 WARN  refusal: refused  rule=relay reply="550 5.7.64 TenantAttribution; Relay Access Denied"');
     expect(prettyLine('not json')).toBe('not json');
+  });
+  it('a message whose first line is a continuation line is refused, never folded into our header (issue 20, item 2)', () => {
+    const r = scan([' OnPrem by certificate\r\nSubject: x\r\n\r\nbody\r\n'], 'X-Gateway-Connector: none\r\n');
+    expect(r.s.leadingContinuation).toBe(true);
+    expect(r.verdict).toEqual({ ok: false, problem: 'header-syntax' });
+    expect(scan(['\tx\r\n\r\n']).verdict).toEqual({ ok: false, problem: 'header-syntax' });
+    expect(scan(['Subject: a\r\n b\r\n\r\n']).verdict.ok).toBe(true); // a continuation after a field is folding
+  });
+  it('a header section that never ends stops at 1 MB: nothing more is kept, and it is refused (issue 20, item 10)', () => {
+    const s = new MessageScanner('X-Top: 1\r\n');
+    const line = Buffer.from(`X-Filler: ${'a'.repeat(990)}\r\n`);
+    let kept = 0;
+    for (let i = 0; i < 2000; i++) kept += s.push(line).reduce((n, b) => n + b.length, 0); // 2 MB of header lines
+    kept += s.end().reduce((n, b) => n + b.length, 0);
+    expect(kept).toBe(0);
+    expect(s.headerTooLarge).toBe(true);
+    expect(verdict(s)).toEqual({ ok: false, problem: 'header-size' });
+  });
+});
+
+
+describe('HeaderSection (mail/header-section.ts)', () => {
+  it('finds the blank line wherever the chunks cut it, and keeps every byte', async () => {
+    const { HeaderSection } = await import('../../src/mail/header-section.js');
+    const text = 'A: 1\r\nB: 2\r\n\r\nbody\r\n';
+    for (let cut1 = 1; cut1 < text.length - 1; cut1++) {
+      for (let cut2 = cut1 + 1; cut2 < text.length; cut2++) {
+        const h = new HeaderSection();
+        const parts = [text.slice(0, cut1), text.slice(cut1, cut2), text.slice(cut2)].map((p) => Buffer.from(p));
+        const out: string[] = [];
+        let head = '';
+        for (const p of parts) {
+          if (head) {
+            out.push(p.toString());
+            continue;
+          }
+          const step = h.push(p);
+          if (step.kind === 'end') (head = step.head.toString()), out.push(step.rest.toString());
+        }
+        expect(head, `${cut1},${cut2}`).toBe('A: 1\r\nB: 2\r\n');
+        expect(out.join(''), `${cut1},${cut2}`).toBe('\r\nbody\r\n');
+      }
+    }
   });
 });

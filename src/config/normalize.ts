@@ -1,8 +1,7 @@
 // Raw policy (schema-valid) → compiled Policy for the engine; value errors are reported with their path.
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import ipaddr from 'ipaddr.js';
-import { parseDomainPattern, parseIpRange, type DomainPattern, type IpRange } from '../policy/match.js';
+import { parseDomainPattern, parseIpRange, parseStrictAddress, type DomainPattern, type IpRange } from '../policy/match.js';
 import safeRegex from 'safe-regex2';
 import type { AcceptedDomain, InboundConnector, ListenerSettings, OutboundConnector, Policy, RulePredicates, SmartHost, TransportRule } from '../policy/types.js';
 import type { RawPolicy } from './schema.js';
@@ -33,10 +32,17 @@ function ranges(list: readonly string[], at: Path, d: Diagnostics): IpRange[] {
   const out: IpRange[] = [];
   list.forEach((text, i) => {
     const r = parseIpRange(text);
-    if (typeof r === 'string') d.error([...at, i], r);
-    else out.push(r);
+    if ('error' in r) return d.error([...at, i], r.error, r.fix);
+    if (r.network) d.warn([...at, i], `"${text}" has host bits set: it means the network ${r.network}`, `write ${r.network}`);
+    out.push(r);
   });
   return out;
+}
+
+/** An address the policy names (a listener's, the admin's): strict, as parseStrictAddress says. */
+function address(text: string, at: Path, d: Diagnostics): void {
+  const a = parseStrictAddress(text);
+  if ('error' in a) d.error(at, `"${text}" ${a.error}`, a.fix);
 }
 
 function duration(value: string | number, at: Path, d: Diagnostics): number {
@@ -57,13 +63,16 @@ export function parseSmartHost(text: string): SmartHost | string {
     host = br[1]!;
     portText = br[2];
     literal = true;
-    if (!ipaddr.isValid(host)) return `"${text}": the address in brackets is not an IP address`;
+    const a = parseStrictAddress(host);
+    if ('error' in a) return `"${text}": the address in brackets ${a.error}; ${a.fix}`;
   } else {
     const m = /^([A-Za-z0-9._-]+)(?::(\d+))?$/.exec(t);
     if (!m) return bad;
     host = m[1]!;
     portText = m[2];
-    if (ipaddr.isValid(host)) literal = true;
+    const a = parseStrictAddress(host);
+    if (!('error' in a)) literal = true;
+    else if (a.loose) return `"${text}": ${host} ${a.error}; ${a.fix}`;
     else if (typeof parseDomainPattern(host) === 'string' || host.includes('*')) return bad;
   }
   const port = portText === undefined ? 25 : Number(portText);
@@ -82,9 +91,8 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
     implicitTls: l.implicitTls,
     proxyProtocol: l.proxyProtocol === false ? false : ranges(l.proxyProtocol, ['gateway', 'listeners', i, 'proxyProtocol'], d),
   }));
-  g.listeners.forEach((l, i) => {
-    if (!ipaddr.isValid(l.address)) d.error(['gateway', 'listeners', i, 'address'], `"${l.address}" is not an IP address`);
-  });
+  g.listeners.forEach((l, i) => address(l.address, ['gateway', 'listeners', i, 'address'], d));
+  if (g.admin) address(g.admin.address, ['gateway', 'admin', 'address'], d);
 
   const maxMessageSize = parseSize(g.limits.maxMessageSize);
   if (maxMessageSize === null || maxMessageSize < 1024) {

@@ -88,6 +88,8 @@ export interface IpRange {
   hi: bigint;
   size: bigint; // number of addresses, for "smallest range wins"
   text: string;
+  /** A CIDR written with host bits set ("10.20.0.5/22"): the network it means, for a warning. */
+  network?: string;
 }
 
 function toBig(addr: ipaddr.IPv4 | ipaddr.IPv6): bigint {
@@ -113,6 +115,37 @@ function parseIpv4(text: string): bigint | null {
   return BigInt(n);
 }
 
+/**
+ * An address as the policy may write it: a dotted quad in decimal (each octet 0–255, no leading
+ * zero) or an IPv6 address in its RFC 4291 text form. ipaddr.js (and inet_aton) also read
+ * `010.020.0.0` as octal (8.16.0.0), `10.20` as 10.0.0.20, hex and plain integers: a policy must
+ * never mean one network and match another, so those are errors that say how they would be read.
+ * The error is a predicate for the caller to put after the text ("10.20" is not …).
+ */
+export function parseStrictAddress(text: string): { v6: boolean; value: bigint } | { error: string; fix: string; loose: boolean } {
+  const t = String(text).trim();
+  const v4 = parseIpv4(t);
+  if (v4 !== null) return { v6: false, value: v4 };
+  if (t.includes(':') && ipaddr.IPv6.isValid(t)) return { v6: true, value: toBig(ipaddr.IPv6.parse(t)) };
+  if (ipaddr.IPv4.isValid(t)) {
+    const read = ipaddr.IPv4.parse(t).toString();
+    const decimal = DOTTED_QUAD.exec(t) ? t.split('.').map((o) => String(Number(o))).join('.') : null;
+    return {
+      loose: true,
+      error: `is not a decimal dotted-quad IPv4 address: it is read as ${read} by software that accepts it`,
+      fix: decimal && decimal !== read ? `write ${decimal} if that is the address you mean (or ${read})` : `write the four decimal octets, e.g. ${read}`,
+    };
+  }
+  return { loose: false, error: 'is not an IP address', fix: 'write a.b.c.d (decimal) or an IPv6 address' };
+}
+
+/** The canonical text of a strict address (dotted quad, or RFC 5952 for IPv6). */
+export function canonicalAddress(a: { v6: boolean; value: bigint }): string {
+  if (!a.v6) return [24n, 16n, 8n, 0n].map((s) => String((a.value >> s) & 255n)).join('.');
+  const bytes = Array.from({ length: 16 }, (_, i) => Number((a.value >> BigInt(8 * (15 - i))) & 255n));
+  return (ipaddr.fromByteArray(bytes) as ipaddr.IPv6).toRFC5952String();
+}
+
 /** Parses an address as a client IP, folding IPv4-mapped IPv6 into IPv4. Null when invalid. */
 export function parseIp(text: string): { v6: boolean; value: bigint } | null {
   const v4 = parseIpv4(text);
@@ -122,43 +155,50 @@ export function parseIp(text: string): { v6: boolean; value: bigint } | null {
   return { v6: a.kind() === 'ipv6', value: toBig(a) };
 }
 
-/** Parses "1.2.3.4", "10.0.0.0/8", "2001:db8::/32" or "192.0.2.10-192.0.2.20". */
-export function parseIpRange(text: string): IpRange | string {
+/** A range that cannot be read: what is wrong, and the fix (the canonical form where there is one). */
+export interface IpRangeError {
+  error: string;
+  fix: string;
+}
+
+/**
+ * Parses "1.2.3.4", "10.0.0.0/8", "2001:db8::/32" or "192.0.2.10-192.0.2.20", every address
+ * strictly (parseStrictAddress). A CIDR with host bits set is read as its network, and says so
+ * (`network`) for the caller's warning.
+ */
+export function parseIpRange(text: string): IpRange | IpRangeError {
   const t = String(text).trim();
-  const bad = `"${text}" is not an IP address, CIDR or range (a.b.c.d, a.b.c.d/nn, a.b.c.d-a.b.c.e, or IPv6)`;
+  const bad: IpRangeError = { error: `"${text}" is not an IP address, CIDR or range`, fix: 'write a.b.c.d, a.b.c.d/nn, a.b.c.d-a.b.c.e, or an IPv6 address or prefix' };
+  const addr = (s: string): { v6: boolean; value: bigint } | IpRangeError => parseStrictAddress(s);
   if (t.includes('-')) {
     const [a, b, ...rest] = t.split('-').map((s) => s.trim());
-    if (rest.length || !ipaddr.isValid(a!) || !ipaddr.isValid(b!)) return bad;
-    const pa = ipaddr.parse(a!);
-    const pb = ipaddr.parse(b!);
-    if (pa.kind() !== pb.kind()) return `"${text}": both ends of a range must be the same IP version`;
-    const lo = toBig(pa);
-    const hi = toBig(pb);
-    if (hi < lo) return `"${text}": the range ends before it starts`;
-    return { v6: pa.kind() === 'ipv6', lo, hi, size: hi - lo + 1n, text };
+    if (rest.length) return bad;
+    const pa = addr(a!);
+    const pb = addr(b!);
+    if ('error' in pa) return { error: `"${a}" ${pa.error}`, fix: pa.fix };
+    if ('error' in pb) return { error: `"${b}" ${pb.error}`, fix: pb.fix };
+    if (pa.v6 !== pb.v6) return { error: `"${text}": both ends of a range must be the same IP version`, fix: 'write two IPv4 or two IPv6 addresses' };
+    if (pb.value < pa.value) return { error: `"${text}": the range ends before it starts`, fix: `write ${canonicalAddress(pb)}-${canonicalAddress(pa)}` };
+    return { v6: pa.v6, lo: pa.value, hi: pb.value, size: pb.value - pa.value + 1n, text };
   }
   if (t.includes('/')) {
     const slash = t.indexOf('/');
-    const base4 = parseIpv4(t.slice(0, slash));
+    const base = addr(t.slice(0, slash));
+    if ('error' in base) return { error: `"${t.slice(0, slash)}" ${base.error}`, fix: base.fix };
     const bitsText = t.slice(slash + 1);
-    if (base4 !== null && /^\d{1,2}$/.test(bitsText) && Number(bitsText) <= 32) {
-      const hostBits = BigInt(32 - Number(bitsText));
-      const lo = (base4 >> hostBits) << hostBits;
-      return { v6: false, lo, hi: lo + (1n << hostBits) - 1n, size: 1n << hostBits, text };
+    const width = base.v6 ? 128 : 32;
+    if (!/^\d{1,3}$/.test(bitsText) || Number(bitsText) > width || (bitsText.length > 1 && bitsText[0] === '0')) {
+      return { error: `"${text}": /${bitsText} is not a prefix length for IPv${base.v6 ? 6 : 4}`, fix: `write a length from 0 to ${width}` };
     }
-    if (!ipaddr.isValidCIDR(t)) return bad;
-    const [addr, bits] = ipaddr.parseCIDR(t);
-    const width = addr.kind() === 'ipv6' ? 128 : 32;
-    const hostBits = BigInt(width - bits);
-    const base = (toBig(addr) >> hostBits) << hostBits;
-    return { v6: addr.kind() === 'ipv6', lo: base, hi: base + (1n << hostBits) - 1n, size: 1n << hostBits, text };
+    const hostBits = BigInt(width - Number(bitsText));
+    const lo = (base.value >> hostBits) << hostBits;
+    const range: IpRange = { v6: base.v6, lo, hi: lo + (1n << hostBits) - 1n, size: 1n << hostBits, text };
+    if (lo !== base.value) range.network = `${canonicalAddress({ v6: base.v6, value: lo })}/${bitsText}`;
+    return range;
   }
-  const v4 = parseIpv4(t);
-  if (v4 !== null) return { v6: false, lo: v4, hi: v4, size: 1n, text };
-  if (!ipaddr.isValid(t)) return bad;
-  const a = ipaddr.parse(t);
-  const v = toBig(a);
-  return { v6: a.kind() === 'ipv6', lo: v, hi: v, size: 1n, text };
+  const single = parseStrictAddress(t);
+  if ('error' in single) return single.loose ? { error: `"${t}" ${single.error}`, fix: single.fix } : bad;
+  return { v6: single.v6, lo: single.value, hi: single.value, size: 1n, text };
 }
 
 /** The smallest range containing ip, or null. */

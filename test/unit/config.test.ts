@@ -32,7 +32,7 @@ describe('policy loading: errors name file, line and column', () => {
     const out = lines(
       head + `inboundConnectors:\n  - name: A\n    connectorType: partner\n    senderIPAddresses: [10.0.0.0/8, 10.0.0.0/33, 10.0.0.9-10.0.0.1]\n    senderDomains: ["a.*.com"]\n`,
     );
-    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:12:37: error: .*senderIPAddresses\[1\]: "10\.0\.0\.0\/33" is not an IP address/));
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:12:37: error: .*senderIPAddresses\[1\]: "10\.0\.0\.0\/33": \/33 is not a prefix length for IPv4/));
     expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:12:50: error: .*senderIPAddresses\[2\]: .*ends before it starts/));
     expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:13:21: error: .*senderDomains\[0\]: .*not a valid pattern/));
   });
@@ -146,3 +146,23 @@ describe('the bundled policy', () => {
     expect(r.policy!.inboundConnectors.length).toBeGreaterThanOrEqual(7);
   });
 });
+
+describe('addresses in the policy are read strictly (issue 20, item 4)', () => {
+  it('an octal-looking range on an onPremises connector is an error at its line and column, with the canonical form', () => {
+    const out = lines(head + `inboundConnectors:\n  - name: OnPrem\n    connectorType: onPremises\n    senderIPAddresses: ["010.020.0.0/22", "10.20/16", "0x0a.0x14.0.0", "169090560"]\n`);
+    expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:12:25: error: inboundConnectors\[0\]\.senderIPAddresses\[0\]: "010\.020\.0\.0" is not a decimal dotted-quad IPv4 address: it is read as 8\.16\.0\.0.*write 10\.20\.0\.0/));
+    expect(out.filter((l) => l.includes('error:'))).toHaveLength(4);
+  });
+  it('host bits set: a warning naming the network meant', () => {
+    const out = lines(head + `inboundConnectors:\n  - name: P\n    connectorType: partner\n    senderIPAddresses: [10.20.0.5/22]\n`);
+    expect(out).toContainEqual(expect.stringMatching(/warning: inboundConnectors\[0\]\.senderIPAddresses\[0\]: "10\.20\.0\.5\/22" has host bits set: it means the network 10\.20\.0\.0\/22.*write 10\.20\.0\.0\/22/));
+  });
+  it('smart hosts, listener and admin addresses too', () => {
+    const out = lines(head.replace('      port: 2525', '      port: 2525\n      address: "127.1"') + `  admin:\n    address: 0177.0.0.1\n    port: 8025\noutboundConnectors:\n  - name: O\n    connectorType: onPremises\n    recipientDomains: [contoso.com]\n    smartHosts: ["[010.000.000.005]:25", "10.0.5"]\n`);
+    expect(out).toContainEqual(expect.stringMatching(/error: gateway\.listeners\[0\]\.address: "127\.1" is not a decimal dotted-quad IPv4 address: it is read as 127\.0\.0\.1/));
+    expect(out).toContainEqual(expect.stringMatching(/error: gateway\.admin\.address: "0177\.0\.0\.1" .*read as 127\.0\.0\.1/));
+    expect(out).toContainEqual(expect.stringMatching(/error: outboundConnectors\[0\]\.smartHosts\[0\]: "\[010\.000\.000\.005\]:25": the address in brackets is not a decimal dotted-quad.*read as 8\.0\.0\.5/));
+    expect(out).toContainEqual(expect.stringMatching(/error: outboundConnectors\[0\]\.smartHosts\[1\]: "10\.0\.5": 10\.0\.5 is not a decimal dotted-quad.*read as 10\.0\.0\.5/));
+  });
+});
+

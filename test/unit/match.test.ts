@@ -53,11 +53,23 @@ describe('IP ranges', () => {
     expect(range('198.51.100.7').size).toBe(1n);
     expect(range('2001:db8::/32').v6).toBe(true);
     expect(range('10.0.0.77/24').lo).toBe(range('10.0.0.0').lo); // host bits are masked
+    expect(range('10.0.0.77/24').network).toBe('10.0.0.0/24'); // and said, for check's warning
+    expect(range('10.0.0.0/24').network).toBeUndefined();
   });
   it('rejects bad input', () => {
-    for (const bad of ['10.0.0.0/33', '300.1.1.1', '10.0.0.5-10.0.0.1', '10.0.0.1-2001:db8::1', 'abc', '1.2.3.4/']) {
-      expect(typeof parseIpRange(bad), bad).toBe('string');
+    for (const bad of ['10.0.0.0/33', '300.1.1.1', '10.0.0.5-10.0.0.1', '10.0.0.1-2001:db8::1', 'abc', '1.2.3.4/', '1.2.3.4/024']) {
+      expect('error' in parseIpRange(bad), bad).toBe(true);
     }
+  });
+  it('only decimal dotted quads and IPv6: octal, short, hex and integer forms are errors saying how they would be read (issue 20, item 4)', () => {
+    const e = (t: string) => parseIpRange(t) as { error: string; fix: string };
+    expect(e('010.020.0.0/22')).toEqual({ error: '"010.020.0.0" is not a decimal dotted-quad IPv4 address: it is read as 8.16.0.0 by software that accepts it', fix: 'write 10.20.0.0 if that is the address you mean (or 8.16.0.0)' });
+    expect(e('10.20/16').error).toContain('read as 10.0.0.20');
+    expect(e('0x0a.0x14.0.0').error).toContain('read as 10.20.0.0');
+    expect(e('169090560').error).toContain('read as 10.20.30.0');
+    expect(e('010.0.0.1-10.0.0.9').error).toContain('"010.0.0.1"');
+    expect('error' in parseIpRange('2001:db8::1')).toBe(false);
+    expect('error' in parseIpRange('::ffff:10.0.0.1')).toBe(false);
   });
   it('smallest containing range wins; IPv4-mapped IPv6 clients match IPv4 ranges', () => {
     const rs = [range('10.0.0.0/8'), range('10.1.0.0/16'), range('10.1.2.3-10.1.2.9'), range('2001:db8::/32')];

@@ -29,3 +29,28 @@ export function queuedRoute(ruleRoute: { rule: string; connector: string } | und
   if (ruleRoute) return { connector: ruleRoute.connector, rule: { name: ruleRoute.rule, connector: ruleRoute.connector } };
   return { connector: rcptConnector ?? null };
 }
+
+/** RFC 3461 as a sender asked for it: RET of MAIL FROM, NOTIFY of a RCPT. */
+export type DsnRet = 'FULL' | 'HDRS' | null;
+export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
+
+/**
+ * What the gateway honours of a sender's DSN requests. A session not identified by IP address
+ * or certificate (no connector, or a partner connector matched by sender domain alone) proves
+ * nothing about its MAIL FROM (anyone can write a victim's address there), so its reports are
+ * kept from becoming a reflector: a DSN returns the headers only (never RET=FULL, which would
+ * carry the attacker's message to the victim), and NOTIFY=SUCCESS and DELAY are not honoured —
+ * only FAILURE (a real sender must learn of a failure) or NEVER. What is left of a NOTIFY list
+ * that asked only for those is NEVER. Postfix and Exchange Online limit reports to unproven
+ * senders the same way.
+ */
+export function honouredDsn(proven: boolean, ret: DsnRet, notify: readonly DsnNotify[] | undefined): { ret: DsnRet; notify: DsnNotify[] | undefined } {
+  if (proven) return { ret, notify: notify ? [...notify] : undefined };
+  const kept = notify?.filter((n) => n === 'FAILURE' || n === 'NEVER');
+  return { ret: ret === 'FULL' ? 'HDRS' : ret, notify: notify === undefined ? undefined : kept!.length ? kept : ['NEVER'] };
+}
+
+/** Whether the session proved who sends: identified by IP address or by certificate (SPEC §3). */
+export function senderProven(attribution: { identifiedBy: 'certificate' | 'ip' | 'senderDomain' | null }): boolean {
+  return attribution.identifiedBy === 'ip' || attribution.identifiedBy === 'certificate';
+}

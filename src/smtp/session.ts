@@ -19,7 +19,7 @@ import type { Metrics } from '../observe/metrics.js';
 import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool.js';
 import type { RecipientVerifier, Verdict } from '../delivery/verify.js';
 import { calloutDecision } from '../policy/verification.js';
-import { queuedRoute, tlsFlags } from '../policy/envelope.js';
+import { honouredDsn, queuedRoute, senderProven, tlsFlags } from '../policy/envelope.js';
 import { MessageScanner, traceHeaders } from './message.js';
 import { LocalCounters, type SessionCounters } from './counters.js';
 import { smtpError } from './smtp-server-adapter.js';
@@ -59,19 +59,22 @@ interface SessionState {
 type Done = (err?: Error | null) => void;
 type Hooks = Required<Pick<SMTPServerOptions, 'onConnect' | 'onSecure' | 'onMailFrom' | 'onRcptTo' | 'onData' | 'onClose'>>;
 
-/** RFC 3461 parameters of one RCPT, as the queue keeps them. */
-function dsnOfRecipient(r: SMTPServerAddress): Pick<QueuedRecipient, 'notify' | 'orcpt'> {
+/** RFC 3461 parameters of one RCPT, as the queue keeps them (what policy/envelope.ts honours of them). */
+function dsnOfRecipient(r: SMTPServerAddress, proven: boolean): Pick<QueuedRecipient, 'notify' | 'orcpt'> {
   const out: Pick<QueuedRecipient, 'notify' | 'orcpt'> = {};
-  if (r.dsn?.notify?.length) out.notify = r.dsn.notify.map((n) => n.toUpperCase()) as DsnNotify[];
+  const asked = r.dsn?.notify?.length ? (r.dsn.notify.map((n) => n.toUpperCase()) as DsnNotify[]) : undefined;
+  const notify = honouredDsn(proven, null, asked).notify;
+  if (notify) out.notify = notify;
   if (r.dsn?.orcpt) out.orcpt = r.dsn.orcpt; // smtp-server has decoded the xtext
   return out;
 }
 
-/** RFC 3461 parameters of MAIL FROM, when the sender gave any. */
-function dsnOfMessage(e: SMTPServerSession['envelope']): Pick<Envelope, 'dsn'> {
+/** RFC 3461 parameters of MAIL FROM, when the sender gave any (what policy/envelope.ts honours of them). */
+function dsnOfMessage(e: SMTPServerSession['envelope'], proven: boolean): Pick<Envelope, 'dsn'> {
   const d = e.dsn;
   if (!d || (!d.ret && !d.envid)) return {};
-  return { dsn: { ret: d.ret === 'FULL' || d.ret === 'HDRS' ? d.ret : null, envid: d.envid ?? null } };
+  const asked = d.ret === 'FULL' || d.ret === 'HDRS' ? d.ret : null;
+  return { dsn: { ret: honouredDsn(proven, asked, undefined).ret, envid: d.envid ?? null } };
 }
 
 /** Milliseconds, to the microsecond. */
@@ -328,15 +331,16 @@ export class SessionHooks {
     }
 
     let env: Envelope | null = null;
+    const proven = senderProven(txn.decision.attribution);
     const commitAt = performance.now();
     if (writer && !writeError) {
       try {
         env = await writer.commit({
           receivedAt: new Date().toISOString(),
           sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending', attempts: 0, ...queuedRoute(rules.routes.get(r.address), txn.recipients.get(r.address)), ...dsnOfRecipient(r) })),
+          recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending', attempts: 0, ...queuedRoute(rules.routes.get(r.address), txn.recipients.get(r.address)), ...dsnOfRecipient(r, proven) })),
           ...(rules.fired.length ? { rules: rules.fired.map((f) => ({ name: f.rule, mode: f.mode })) } : {}),
-          ...dsnOfMessage(session.envelope),
+          ...dsnOfMessage(session.envelope, proven),
           bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
           ...tlsFlags(!!session.envelope.requireTLS, headers),
           smtpUtf8: !!session.envelope.smtpUtf8,

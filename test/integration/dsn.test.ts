@@ -25,12 +25,12 @@ beforeAll(async () => {
   gw = await startGateway(
     writePolicy(dir, {
       gateway: testGateway(dir, pki, { queue: { directory: path.join(dir, 'queue'), retryIntervals: ['300ms'], messageExpiration: '2500ms', delayNotification: '800ms' } }),
-      acceptedDomains: [{ domain: 'contoso.com' }],
+      acceptedDomains: [{ domain: 'contoso.com' }, { domain: 'corp.test' }],
       inboundConnectors: [{ name: 'OnPrem IP', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.10'] }],
       outboundConnectors: [
         { ...to('Home', ['contoso.com'], home.port), connectorType: 'onPremises' },
         to('With DSN', ['dsn.test'], withDsn.port),
-        to('Without DSN', ['plain.test'], noDsn.port),
+        to('Without DSN', ['plain.test', 'corp.test'], noDsn.port),
         to('Dead', ['dead.test'], dead),
       ],
     }),
@@ -42,9 +42,9 @@ afterAll(async () => {
   for (const s of [home, withDsn, noDsn]) await s?.close();
 });
 
-/** Sends one message from on-premises with raw MAIL/RCPT lines (DSN parameters included). */
-async function send(mail: string, rcpts: string[], subject: string): Promise<string> {
-  const { c } = await RawSmtp.connect(gw.port, { localAddress: '127.0.0.10' });
+/** Sends one message from on-premises (or `from` another address) with raw MAIL/RCPT lines (DSN parameters included). */
+async function send(mail: string, rcpts: string[], subject: string, from = '127.0.0.10'): Promise<string> {
+  const { c } = await RawSmtp.connect(gw.port, { localAddress: from });
   const ehlo = await c.cmd('EHLO onprem.contoso.com');
   expect(ehlo).toMatch(/^250 /);
   expect(await c.cmd(`MAIL FROM:${mail}`)).toMatch(/^250 /);
@@ -112,4 +112,18 @@ describe('DSN (RFC 3461)', () => {
     expect(dsnsAbout('delay-only').map((m) => field(m, 'Action')[0])).toEqual(['delayed']);
     expect(dsnsAbout('silent')).toEqual([]);
   });
+
+  it('from a session no connector identifies, a DSN returns headers only and NOTIFY=SUCCESS is not honoured (no reflection, issue 20 item 6)', async () => {
+    // An attacker writes the victim's address as MAIL FROM, asks for the full message back, and
+    // for a success notice from a recipient whose next hop offers no DSN.
+    await send('<victim@contoso.com> RET=FULL', ['<nobody@corp.test> NOTIFY=SUCCESS,FAILURE', '<someone@corp.test> NOTIFY=SUCCESS'], 'reflect', '127.0.0.1');
+    const [failed] = await waitDsns('reflect', 1);
+    expect(field(failed!, 'Action')).toEqual(['failed']);
+    expect(failed!.raw).toMatch(/Content-Type: text\/rfc822-headers/);
+    expect(failed!.raw).not.toMatch(/Body of reflect\./); // the attacker's content never reaches the victim
+    await until(() => noDsn.messages.some((m) => m.raw.includes('Subject: reflect')), 5_000);
+    await new Promise((r) => setTimeout(r, 800)); // a 'relayed' notice would have been queued by now
+    expect(dsnsAbout('reflect').map((m) => field(m, 'Action')[0])).toEqual(['failed']);
+  });
 });
+

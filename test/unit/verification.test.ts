@@ -39,3 +39,25 @@ describe('envelope decisions', () => {
     expect(queuedRoute(undefined, undefined)).toEqual({ connector: null });
   });
 });
+
+describe('honouredDsn: reports to unproven senders (issue 20, item 6)', async () => {
+  const { honouredDsn, senderProven } = await import('../../src/policy/envelope.js');
+  it('a proven sender gets what it asked for', () => {
+    expect(honouredDsn(true, 'FULL', ['SUCCESS', 'FAILURE', 'DELAY'])).toEqual({ ret: 'FULL', notify: ['SUCCESS', 'FAILURE', 'DELAY'] });
+  });
+  it.each([
+    ['FULL', ['SUCCESS', 'FAILURE'], 'HDRS', ['FAILURE']],
+    ['FULL', ['SUCCESS'], 'HDRS', ['NEVER']],
+    ['HDRS', ['DELAY'], 'HDRS', ['NEVER']],
+    [null, ['NEVER'], null, ['NEVER']],
+    [null, undefined, null, undefined], // no NOTIFY: the default (failures, and the delay notice)
+  ] as const)('unproven: RET=%s NOTIFY=%j → %s %j', (ret, notify, wantRet, wantNotify) => {
+    expect(honouredDsn(false, ret, notify as never)).toEqual({ ret: wantRet, notify: wantNotify });
+  });
+  it('proven means identified by IP or certificate, not by sender domain alone', () => {
+    expect(senderProven({ identifiedBy: 'ip' })).toBe(true);
+    expect(senderProven({ identifiedBy: 'certificate' })).toBe(true);
+    expect(senderProven({ identifiedBy: 'senderDomain' })).toBe(false);
+    expect(senderProven({ identifiedBy: null })).toBe(false);
+  });
+});

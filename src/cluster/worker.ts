@@ -86,6 +86,7 @@ function traceFeed(): { push: (line: string) => void; flush: () => void } {
 export async function runWorker(file: string): Promise<void> {
   // The first process coordinates reloads and stops; a signal to the whole process group is its.
   for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, () => {});
+  process.umask(0o077); // what it commits to the queue is the daemon's own, as in the first process
   process.on('disconnect', () => process.exit(1));
   const loaded = loadPolicyFile(file);
   if (!loaded.policy) {

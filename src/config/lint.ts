@@ -292,6 +292,13 @@ export function lintFiles(p: Policy, d: Diagnostics, now = new Date()): void {
       d.error(['gateway', 'tls', 'key'], `key ${t.key}: not a readable private key (${(e as Error).message})`);
     }
   }
+  const tokenFile = p.gateway.admin?.tokenFile;
+  if (tokenFile) {
+    const token = readFile(tokenFile, ['gateway', 'admin', 'tokenFile'], 'admin token file', d);
+    if (token !== null && adminToken(token).length < 16) {
+      d.error(['gateway', 'admin', 'tokenFile'], `admin token file ${tokenFile}: the token is shorter than 16 characters`, 'write a long random token, e.g. `openssl rand -hex 32 > FILE`');
+    }
+  }
   const caFiles: Array<[string | null, Path]> = [[t.clientCertificateAuthorities, ['gateway', 'tls', 'clientCertificateAuthorities']]];
   p.outboundConnectors.forEach((c, i) => caFiles.push([c.tlsCertificateAuthorities, ['outboundConnectors', i, 'tlsCertificateAuthorities']]));
   for (const [file, at] of caFiles) {
@@ -314,4 +321,9 @@ function checkValidity(cert: X509Certificate, at: Path, what: string, d: Diagnos
   if (to < now) d.error(at, `${what} expired on ${to.toISOString()}`, 'renew it');
   else if (from > now) d.error(at, `${what} is not valid before ${from.toISOString()}`);
   else if (to.getTime() - now.getTime() < 30 * 86_400_000) d.warn(at, `${what} expires on ${to.toISOString()}`, 'renew it soon');
+}
+
+/** The token in a token file: its first line, without surrounding white space. */
+export function adminToken(text: string): string {
+  return (text.split(/\r?\n/)[0] ?? '').trim();
 }

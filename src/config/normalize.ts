@@ -121,7 +121,7 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
       limits: { ...g.limits, maxMessageSize: maxMessageSize ?? 0, idleTimeout: duration(g.limits.idleTimeout, ['gateway', 'limits', 'idleTimeout'], d) },
       dns: g.dns,
       outbound: { smtpDaneMode: g.outbound.smtpDaneMode ?? 'opportunistic', smtpDaneModeExplicit: g.outbound.smtpDaneMode !== undefined, mtaStsMode: g.outbound.mtaStsMode, tlsReporting: g.outbound.tlsReporting },
-      admin: g.admin,
+      admin: g.admin ? { ...g.admin, tokenFile: file(g.admin.tokenFile) } : null,
       trace: { retention: duration(g.trace.retention, ['gateway', 'trace', 'retention'], d) },
       log: g.log,
     },

@@ -60,7 +60,7 @@ const gateway = z.strictObject({
       tlsReporting: z.boolean().default(true),
     })
     .prefault({}),
-  admin: z.strictObject({ address: str.default('127.0.0.1'), port }).nullable().default(null),
+  admin: z.strictObject({ address: str.default('127.0.0.1'), port, tokenFile: str.nullable().default(null) }).nullable().default(null),
   /** The message trace store (SPEC §10): how long messages are kept; 0 = no trace store. */
   trace: z.strictObject({ retention: duration.default('30d') }).prefault({}),
   log: z

@@ -3,7 +3,9 @@
 // SMTP worker processes), the control channel, the message trace, TLS reports, the admin HTTP —
 // and three operations: start, reload, stop. It wires the rooms together and decides nothing
 // itself; `cli/serve.ts` only turns signals and file changes into these calls.
+import fs from 'node:fs';
 import path from 'node:path';
+import { adminToken } from '../config/lint.js';
 import { reloadPolicy } from '../config/reload.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -54,6 +56,9 @@ export class Daemon {
     private readonly info: DaemonInfo,
   ) {
     this.policy = policy;
+    // Everything the daemon writes — queue, trace, caches — is its own: 0600 files, 0700 directories,
+    // whatever umask it was started with.
+    process.umask(0o077);
     // The message trace (SPEC §10) is fed from the log lines themselves: it has no event they lack.
     this.trace = policy.gateway.trace.retention > 0 ? new TraceStore(traceFile(policy.gateway.queue.directory)) : null;
     const trace = this.trace;
@@ -155,6 +160,7 @@ export class Daemon {
       const workers = this.workers;
       const admin = await observe.startAdmin(a.address, a.port, metrics, {
         ready: () => this.ready,
+        access: { hostnames: [this.policy.gateway.hostname], token: adminTokenOf(a.tokenFile) },
         ...(workers ? { others: () => workers.metrics() } : {}),
         ...(trace ? { trace: (q: URLSearchParams) => (trace.flush(), trace.search(parseTraceQuery((n) => q.get(n) ?? undefined))) } : {}),
         refresh: () => {
@@ -251,4 +257,11 @@ export class Daemon {
     else if (trust.trusted) log.info({ event: 'outbound-security', dane: true, mode, servers: policy.gateway.dns.servers }, `DANE in effect (${mode}) for MX delivery`);
     else log.warn({ event: 'outbound-security', dane: false, why: trust.why }, `DANE not in effect: ${trust.why}`);
   }
+}
+
+/** The admin bearer token: GATEWAY_ADMIN_TOKEN, else the first line of gateway.admin.tokenFile, else none. */
+function adminTokenOf(tokenFile: string | null): string | null {
+  const fromEnv = process.env.GATEWAY_ADMIN_TOKEN?.trim();
+  if (fromEnv) return fromEnv;
+  return tokenFile ? adminToken(fs.readFileSync(tokenFile, 'utf8')) || null : null;
 }

@@ -1,4 +1,5 @@
 // Prometheus metrics (SPEC §7), served on the admin port with /healthz and /readyz.
+import { traceAccess, type AccessSettings } from './admin-access.js';
 import http from 'node:http';
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
@@ -32,6 +33,8 @@ export interface AdminState {
   ready: () => boolean;
   /** GET /trace?sender=…&recipient=…: the message trace's search (SPEC §10), as JSON. */
   trace?: (query: URLSearchParams) => unknown;
+  /** Who may read /trace (admin-access.ts). */
+  access?: AccessSettings;
   /** Called before each scrape, to refresh gauges. */
   refresh?: () => void;
   /** The worker processes' metrics, summed with this process's (build info: this process's). */
@@ -64,6 +67,11 @@ export async function startAdmin(address: string, port: number, metrics: Metrics
       res.writeHead(200, { 'content-type': metrics.registry.contentType });
       res.end(text);
     } else if (url === '/trace' && state.trace) {
+      const a = traceAccess({ host: req.headers.host, authorization: req.headers.authorization }, state.access ?? { hostnames: [], token: null });
+      if (!a.ok) {
+        res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers }).end(JSON.stringify({ error: a.error }));
+        return;
+      }
       let body: string;
       let status = 200;
       try {

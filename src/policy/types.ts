@@ -137,7 +137,8 @@ export interface GatewaySettings {
     /** RFC 8460 reports of DANE and MTA-STS sessions to the domains that ask for them. */
     tlsReporting: boolean;
   };
-  admin: { address: string; port: number } | null;
+  /** tokenFile: the bearer token /trace requires (GATEWAY_ADMIN_TOKEN overrides it). */
+  admin: { address: string; port: number; tokenFile: string | null } | null;
   /** ms; 0 = no trace store. */
   trace: { retention: number };
   log: { level: string };

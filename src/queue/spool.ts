@@ -150,7 +150,7 @@ export class MessageWriter {
   async replaceHead(oldLength: number, head: Buffer): Promise<void> {
     const file = this.spool.contentPath(this.id);
     const tmp = `${file}.${randomBytes(3).toString('hex')}.tmp`;
-    const out = await fsp.open(tmp, 'wx', 0o640);
+    const out = await fsp.open(tmp, 'wx', 0o600);
     try {
       await out.write(head);
       const buf = Buffer.alloc(256 * 1024);
@@ -221,7 +221,8 @@ export class Spool {
    * content file without its envelope too.
    */
   async recover(before = Date.now()): Promise<{ ids: string[]; removed: string[] }> {
-    await fsp.mkdir(this.dir, { recursive: true });
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await fsp.chmod(this.dir, 0o700); // a queue made by an earlier release (0755) is closed too
     const names = await fsp.readdir(this.dir);
     const present = new Set(names);
     const envelopes = new Set(names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)));
@@ -249,7 +250,7 @@ export class Spool {
 
   async create(): Promise<MessageWriter> {
     const id = newQueueId();
-    const handle = await fsp.open(this.contentPath(id), 'wx+', 0o640); // read too: replaceHead copies from it
+    const handle = await fsp.open(this.contentPath(id), 'wx+', 0o600); // read too: replaceHead copies from it
     return new MessageWriter(this, id, handle);
   }
 
@@ -261,7 +262,7 @@ export class Spool {
   /** The envelope written to a temporary name and fsynced; returns that name. */
   async writeEnvelopeTemp(env: Envelope): Promise<string> {
     const tmp = `${this.envelopePath(env.id)}.${randomBytes(3).toString('hex')}.tmp`;
-    const h = await fsp.open(tmp, 'wx', 0o640);
+    const h = await fsp.open(tmp, 'wx', 0o600);
     try {
       await h.writeFile(JSON.stringify(env, null, 1));
       await h.sync();

@@ -80,9 +80,17 @@ export class TraceStore {
     readonly file: string,
     readonly options: { readOnly?: boolean } = {},
   ) {
-    if (!options.readOnly) fs.mkdirSync(path.dirname(file), { recursive: true });
+    if (!options.readOnly) {
+      // Every sender and recipient is in here: the owner's alone, as the queue (0700, 0600), even
+      // when an earlier release made it 0755/0644.
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      fs.chmodSync(path.dirname(file), 0o700);
+    }
     this.db = new DatabaseSync(file, { readOnly: !!options.readOnly });
-    if (!options.readOnly) this.db.exec(SCHEMA);
+    if (!options.readOnly) {
+      this.db.exec(SCHEMA);
+      for (const f of [file, `${file}-wal`, `${file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
+    }
     const prep = (sql: string): StatementSync => (options.readOnly ? (null as unknown as StatementSync) : this.db.prepare(sql));
     this.st = {
       message: prep('INSERT OR REPLACE INTO messages (qid, received_at, sender, message_id, size, client_ip, connector, tls, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),

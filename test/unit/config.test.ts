@@ -166,3 +166,15 @@ describe('addresses in the policy are read strictly (issue 20, item 4)', () => {
   });
 });
 
+
+describe('gateway.admin.tokenFile (issue 20, item 7)', () => {
+  it('a missing or short token file is an error at its line and column', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-token-'));
+    fs.writeFileSync(path.join(dir, 'short.token'), 'abc\n');
+    const policy = (f: string) => head + `  admin:\n    port: 8025\n    tokenFile: ${f}\n`;
+    const short = formatDiagnostics(loadPolicyText(policy(path.join(dir, 'short.token')), 'p.yaml', { checkFiles: true }));
+    expect(short).toContainEqual(expect.stringMatching(/^p\.yaml:11:16: error: gateway\.admin\.tokenFile: admin token file .*short\.token: the token is shorter than 16 characters.*openssl rand -hex 32/));
+    const missing = formatDiagnostics(loadPolicyText(policy(path.join(dir, 'none.token')), 'p.yaml', { checkFiles: true }));
+    expect(missing).toContainEqual(expect.stringMatching(/^p\.yaml:11:16: error: gateway\.admin\.tokenFile: admin token file .*none\.token: no such file/));
+  });
+});

@@ -28,7 +28,7 @@ const byKind = (k: string) => docs.filter((d) => d.kind === k);
 
 describe('deploy/kubernetes', () => {
   it('every manifest is valid against the Kubernetes schemas', () => {
-    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'StatefulSet']);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'PodDisruptionBudget', 'Secret', 'Secret', 'Service', 'Service', 'StatefulSet']);
     for (const d of docs) {
       const Model = MODELS[d.kind];
       expect(Model, d.kind).toBeDefined();
@@ -50,6 +50,9 @@ describe('deploy/kubernetes', () => {
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'admin' });
     expect(pod.metadata.annotations['prometheus.io/scrape']).toBe('true');
     expect(pod.spec.securityContext.runAsNonRoot).toBe(true);
+    // /trace is behind a bearer token from a Secret (issue 20, item 7)
+    expect(c.env.find((e: any) => e.name === 'GATEWAY_ADMIN_TOKEN').valueFrom.secretKeyRef).toMatchObject({ name: 'connector-gateway-admin', key: 'token' });
+    expect(docs.some((d: any) => d.kind === 'Secret' && d.metadata.name === 'connector-gateway-admin')).toBe(true);
     expect(s.spec.selector.matchLabels).toEqual(pod.metadata.labels);
     for (const v of pod.spec.volumes) expect(v.configMap?.items ?? v.secret?.items, 'whole-directory mounts update on change').toBeUndefined();
   });

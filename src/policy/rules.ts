@@ -14,6 +14,9 @@ import type { Policy, RulePredicates, TransportRule } from './types.js';
 /** A header value longer than this is matched on its first MAX_HEADER_SCAN characters only. */
 export const MAX_HEADER_SCAN = 64 * 1024;
 
+/** One header pattern examines at most this many characters of one message, over all its fields. */
+export const MAX_HEADER_SCAN_PER_MESSAGE = 256 * 1024;
+
 export interface MessageFacts {
   /** The inbound connector the session was attributed to, or null. */
   connector: string | null;
@@ -191,8 +194,23 @@ class PreparedRecipient {
   }
 }
 
+/**
+ * Whether a field named by a pattern matches it. Bounded per message: each value on its first
+ * MAX_HEADER_SCAN characters, each pattern on MAX_HEADER_SCAN_PER_MESSAGE characters in all (80
+ * fields of 64 KB are not 80 scans of 64 KB).
+ */
 function headerMatches(p: NonNullable<RulePredicates['headerMatches']>, facts: MessageFacts): boolean {
-  return p.some((h) => facts.headers.some((f) => lower(f.name) === h.name && h.pattern.test(f.value.length > MAX_HEADER_SCAN ? f.value.slice(0, MAX_HEADER_SCAN) : f.value)));
+  return p.some((h) => {
+    let budget = MAX_HEADER_SCAN_PER_MESSAGE;
+    for (const f of facts.headers) {
+      if (budget <= 0) return false;
+      if (lower(f.name) !== h.name) continue;
+      const take = Math.min(f.value.length, MAX_HEADER_SCAN, budget);
+      budget -= take;
+      if (h.pattern.test(take < f.value.length ? f.value.slice(0, take) : f.value)) return true;
+    }
+    return false;
+  });
 }
 
 /** Message-level predicates: whether all given hold (conditions). Cheap ones first, header patterns last. */

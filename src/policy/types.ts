@@ -59,7 +59,7 @@ export interface RulePredicates {
   senderAddresses: string[] | null; // lower-cased
   recipientDomains: DomainPattern[] | null;
   recipientAddresses: string[] | null; // lower-cased
-  headerMatches: Array<{ name: string; pattern: RegExp; text: string }> | null; // name lower-cased
+  headerMatches: Array<{ name: string; pattern: HeaderPattern; text: string }> | null; // name lower-cased
   sentToScope: 'inOrganization' | 'notInOrganization' | null;
   messageSizeOver: number | null; // bytes
 }
@@ -151,4 +151,12 @@ export interface Policy {
   outboundConnectors: OutboundConnector[];
   /** In evaluation order: priority, then as listed. */
   transportRules: TransportRule[];
+}
+
+/**
+ * A mail flow rule's header pattern, compiled by the loader with a linear-time engine (RE2: no
+ * backtracking, so no pattern can stall a session whatever header an attacker writes).
+ */
+export interface HeaderPattern {
+  test(text: string): boolean;
 }

@@ -1,5 +1,8 @@
-// `connector-gateway dev-certs`: a development CA, the gateway's certificate and two client
-// certificates for trying the bundled connectors. node-forge is loaded only here.
+// `connector-gateway dev-certs`: development CAs, the gateway's certificate and two client
+// certificates for trying the bundled connectors. Two CAs, as in production: dev-ca stands for
+// a partner's CA (and signs the gateway's certificate); dev-onprem-ca for the CA of our own
+// servers, named only on the on-premises connector — a partner's CA cannot vouch for our names.
+// node-forge is loaded only here.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,8 +16,23 @@ export async function devCerts(args: string[]): Promise<void> {
   });
   const dir = values.dir!;
   const crt = path.join(dir, 'gateway.crt');
+  const onpremCa = path.join(dir, 'dev-onprem-ca.crt');
+  const write = (name: string, ...pems: string[]): void => fs.writeFileSync(path.join(dir, name), pems.join(''), { mode: name.endsWith('.key') ? 0o600 : 0o644 });
+  /** Our own servers' CA and the on-premises client certificate it issues. */
+  const onprem = (): void => {
+    const ca = issueCertificate({ commonName: 'connector-gateway development on-premises CA', isCA: true, organization: 'connector-gateway dev' });
+    const c = issueCertificate({ commonName: 'exchange.contoso.com', issuer: ca });
+    write('dev-onprem-ca.crt', ca.certPem);
+    write('onprem.key', c.keyPem);
+    write('onprem.crt', c.certPem, ca.certPem);
+  };
   if (fs.existsSync(crt) && !values.force) {
-    process.stdout.write(`${crt} exists; leaving the certificates as they are (--force to replace)\n`);
+    if (fs.existsSync(onpremCa)) {
+      process.stdout.write(`${crt} exists; leaving the certificates as they are (--force to replace)\n`);
+      return;
+    }
+    onprem(); // certificates from an earlier release: one CA signed both client certificates
+    process.stdout.write(`wrote ${onpremCa} and a new onprem certificate issued by it; the other certificates are left as they are\n`);
     return;
   }
   fs.mkdirSync(dir, { recursive: true });
@@ -30,10 +48,9 @@ export async function devCerts(args: string[]): Promise<void> {
   fs.writeFileSync(path.join(dir, 'gateway.key'), gw.keyPem, { mode: 0o600 });
   fs.writeFileSync(crt, gw.certPem + ca.certPem);
   // Client certificates for trying the bundled connectors by certificate.
-  for (const [file, name] of [['onprem', 'exchange.contoso.com'], ['fabrikam', 'mail.fabrikam.com']] as const) {
-    const c = issueCertificate({ commonName: name, issuer: ca });
-    fs.writeFileSync(path.join(dir, `${file}.key`), c.keyPem, { mode: 0o600 });
-    fs.writeFileSync(path.join(dir, `${file}.crt`), c.certPem + ca.certPem);
-  }
-  process.stdout.write(`wrote development certificates to ${dir}/: dev-ca, gateway, onprem, fabrikam (.crt/.key)\n`);
+  const fabrikam = issueCertificate({ commonName: 'mail.fabrikam.com', issuer: ca });
+  write('fabrikam.key', fabrikam.keyPem);
+  write('fabrikam.crt', fabrikam.certPem, ca.certPem);
+  onprem();
+  process.stdout.write(`wrote development certificates to ${dir}/: dev-ca (partners), dev-onprem-ca (our servers), gateway, onprem, fabrikam (.crt/.key)\n`);
 }

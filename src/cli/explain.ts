@@ -1,10 +1,11 @@
 // `connector-gateway explain`: the same pure decisions the daemon makes, told to an operator.
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
 import { evaluateRecipient, evaluateSender, type Attribution } from '../policy/inbound.js';
 import { evaluateRules } from '../policy/rules.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersFrom } from '../policy/headers.js';
-import type { Policy, TransportRule } from '../policy/types.js';
+import { PUBLIC_ROOTS, type Policy, type TransportRule } from '../policy/types.js';
 import { parseSize } from '../config/units.js';
 import { describePolicies, outboundPolicies } from '../delivery/plan.js';
 import { formatReply, replies } from '../policy/replies.js';
@@ -19,6 +20,7 @@ export function explain(args: string[]): void {
       config: { type: 'string' },
       ip: { type: 'string' },
       'cert-name': { type: 'string', multiple: true, default: [] },
+      'cert-ca': { type: 'string', multiple: true, default: [] },
       tls: { type: 'boolean', default: false },
       from: { type: 'string' },
       to: { type: 'string', multiple: true, default: [] },
@@ -38,8 +40,10 @@ export function explain(args: string[]): void {
   const envelopeTls = { requireTls: !!flags.requireTls, tlsRequiredNo: !!flags.tlsRequiredNo };
   const tls = values.tls || certNames.length > 0;
   const out: string[] = [];
-  out.push(`session: ip ${values.ip}, ${tls ? 'TLS' : 'no TLS'}${certNames.length ? `, verified certificate names: ${certNames.join(', ')}` : ''}`);
-  const d = evaluateSender(policy.inboundConnectors, { ip: values.ip, tls, certNames, sender: values.from });
+  // Which anchor vouched for the certificate: a CA file of the policy (--cert-ca FILE), or a public root.
+  const certAnchors = values['cert-ca']!.length ? values['cert-ca']!.map((f) => (f === 'public' ? PUBLIC_ROOTS : path.resolve(f))) : [PUBLIC_ROOTS];
+  out.push(`session: ip ${values.ip}, ${tls ? 'TLS' : 'no TLS'}${certNames.length ? `, verified certificate names: ${certNames.join(', ')} (issued under ${certAnchors.join(', ')})` : ''}`);
+  const d = evaluateSender(policy.inboundConnectors, { ip: values.ip, tls, certNames, certAnchors, sender: values.from });
   out.push(`MAIL FROM:<${values.from}>`);
   for (const t of d.trace) out.push(`  ${t}`);
   const a = d.attribution;

@@ -31,7 +31,7 @@ const COMMANDS: Record<string, Command> = {
   serve: { synopsis: 'serve [--config FILE]', about: 'run the daemon (the default command); SIGHUP or a saved file reloads the policy, SIGTERM stops', run: serve },
   check: { synopsis: 'check [--config FILE]', about: 'validate the policy: errors and warnings as file:line:column with a fix; exit 0 ok, 1 errors', run: check },
   explain: {
-    synopsis: 'explain --ip IP [--cert-name NAME] [--tls] --from ADDR --to ADDR [--to ADDR…] [--header "Name: value"…] [--size SIZE] [--config FILE]',
+    synopsis: 'explain --ip IP [--cert-name NAME [--cert-ca FILE|public]] [--tls] --from ADDR --to ADDR [--to ADDR…] [--header "Name: value"…] [--size SIZE] [--requiretls] [--config FILE]',
     about: 'which connectors, rules and security apply and what the gateway would answer; exit 0 accepted, 3 refused',
     run: explain,
   },

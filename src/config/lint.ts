@@ -8,6 +8,7 @@ import { normalizeDomain } from '../mail/address.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import { parseDnsServer } from '../mail/dns-server.js';
 import { Diagnostics, type Path } from './diagnostics.js';
+import { isOurName } from './normalize.js';
 
 const key = (list: readonly { text: string }[]) => list.map((x) => x.text.toLowerCase()).sort().join(',');
 
@@ -79,6 +80,30 @@ function lintInbound(p: Policy, d: Diagnostics): void {
       d.warn([...at, 'tlsSenderCertificateName'], 'tlsSenderCertificateName without restrictDomainsToCertificate only identifies the partner; it refuses nothing', 'add restrictDomainsToCertificate: true to refuse mail without the certificate');
     }
     if (c.mode === 'audit' && c.enabled) d.warn([...at, 'mode'], 'connector is in audit mode: refusals are logged, not enforced');
+    if (c.tlsCertificateAuthorities && !c.tlsSenderCertificateName) {
+      d.warn([...at, 'tlsCertificateAuthorities'], 'tlsCertificateAuthorities without tlsSenderCertificateName vouches for nothing', 'name the certificate the connector\'s servers present');
+    }
+    // Our own names: a private CA must be named on the connector (a partner CA in the gateway-wide
+    // list cannot vouch for them — else a partner could mint exchange.contoso.com and relay anywhere).
+    const ours = c.tlsSenderCertificateName !== null && isOurName(c.tlsSenderCertificateName, p.acceptedDomains);
+    if (ours && !c.tlsCertificateAuthorities && p.gateway.tls.clientCertificateAuthorities) {
+      d.warn(
+        [...at, 'tlsSenderCertificateName'],
+        `${c.tlsSenderCertificateName!.text} is in an accepted domain: only a certificate from a public CA is accepted for it, not one from gateway.tls.clientCertificateAuthorities (the partners' CAs)`,
+        'name the CA of your own servers in tlsCertificateAuthorities on this connector',
+      );
+    }
+    if (ours && c.tlsCertificateAuthorities) {
+      const partners = p.inboundConnectors.filter((o) => o !== c && o.tlsCertificateAuthorities === c.tlsCertificateAuthorities && o.tlsSenderCertificateName && !isOurName(o.tlsSenderCertificateName, p.acceptedDomains));
+      const gatewayWide = p.gateway.tls.clientCertificateAuthorities === c.tlsCertificateAuthorities;
+      if (partners.length || gatewayWide) {
+        d.warn(
+          [...at, 'tlsCertificateAuthorities'],
+          `${c.tlsCertificateAuthorities} vouches for our own ${c.tlsSenderCertificateName!.text} and for ${gatewayWide ? 'every partner (gateway.tls.clientCertificateAuthorities)' : `partner connector(s) ${partners.map((o) => o.name).join(', ')}`}: whoever that CA certifies could be this connector`,
+          'give your own servers a CA of their own',
+        );
+      }
+    }
     if (c.cloudServicesMailEnabled && c.connectorType !== 'onPremises') {
       d.warn([...at, 'cloudServicesMailEnabled'], 'cloudServicesMailEnabled only acts on onPremises connectors: Exchange organization headers from partners are always removed');
     }
@@ -300,6 +325,7 @@ export function lintFiles(p: Policy, d: Diagnostics, now = new Date()): void {
     }
   }
   const caFiles: Array<[string | null, Path]> = [[t.clientCertificateAuthorities, ['gateway', 'tls', 'clientCertificateAuthorities']]];
+  p.inboundConnectors.forEach((c, i) => caFiles.push([c.tlsCertificateAuthorities, ['inboundConnectors', i, 'tlsCertificateAuthorities']]));
   p.outboundConnectors.forEach((c, i) => caFiles.push([c.tlsCertificateAuthorities, ['outboundConnectors', i, 'tlsCertificateAuthorities']]));
   for (const [file, at] of caFiles) {
     if (!file) continue;

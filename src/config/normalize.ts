@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseDomainPattern, parseIpRange, parseStrictAddress, type DomainPattern, type IpRange } from '../policy/match.js';
 import { RE2JS } from 're2js';
-import type { AcceptedDomain, InboundConnector, ListenerSettings, OutboundConnector, Policy, RulePredicates, SmartHost, TransportRule } from '../policy/types.js';
+import { PUBLIC_ROOTS, type AcceptedDomain, type InboundConnector, type ListenerSettings, type OutboundConnector, type Policy, type RulePredicates, type SmartHost, type TransportRule } from '../policy/types.js';
 import type { RawPolicy } from './schema.js';
 import { Diagnostics, type Path } from './diagnostics.js';
 import { parseDuration, parseSize } from './units.js';
@@ -130,15 +130,24 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
       if (p.kind === 'any') d.error(['acceptedDomains', i, 'domain'], '"*" would make the gateway an open relay', 'list the domains you own');
       return { pattern: p, domainType: a.domainType, recipientVerification: a.recipientVerification, unverifiedRecipients: a.unverifiedRecipients };
     }),
-    inboundConnectors: raw.inboundConnectors.map((c, i): InboundConnector => {
-      const at = ['inboundConnectors', i];
-      return {
-        ...c,
-        senderDomains: patterns(c.senderDomains, [...at, 'senderDomains'], d),
-        senderIPAddresses: ranges(c.senderIPAddresses, [...at, 'senderIPAddresses'], d),
-        tlsSenderCertificateName: pattern(c.tlsSenderCertificateName, [...at, 'tlsSenderCertificateName'], d),
-      };
-    }),
+    inboundConnectors: [],
+    outboundConnectors: [],
+    transportRules: [],
+  };
+  policy.inboundConnectors = raw.inboundConnectors.map((c, i): InboundConnector => {
+    const at = ['inboundConnectors', i];
+    const tlsSenderCertificateName = pattern(c.tlsSenderCertificateName, [...at, 'tlsSenderCertificateName'], d);
+    const tlsCertificateAuthorities = file(c.tlsCertificateAuthorities);
+    return {
+      ...c,
+      senderDomains: patterns(c.senderDomains, [...at, 'senderDomains'], d),
+      senderIPAddresses: ranges(c.senderIPAddresses, [...at, 'senderIPAddresses'], d),
+      tlsSenderCertificateName,
+      tlsCertificateAuthorities,
+      certificateAnchors: certificateAnchors(tlsSenderCertificateName, tlsCertificateAuthorities, policy.acceptedDomains),
+    };
+  });
+  Object.assign(policy, {
     outboundConnectors: raw.outboundConnectors.map((c, i): OutboundConnector => {
       const at = ['outboundConnectors', i];
       const smartHosts: SmartHost[] = [];
@@ -156,8 +165,34 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
       };
     }),
     transportRules: rules(raw.transportRules, d),
-  };
+  });
   return policy;
+}
+
+/**
+ * Which trust anchors may vouch for a connector's certificate name: its own CA file when it names
+ * one; for a name in our accepted domains, only the public roots (which check who owns a
+ * domain) — a partner's CA, trusted gateway-wide for the partner's own names, must not be able
+ * to issue exchange.contoso.com; otherwise any anchor the listener trusts (null).
+ */
+function certificateAnchors(name: DomainPattern | null, caFile: string | null, accepted: readonly AcceptedDomain[]): readonly string[] | null {
+  if (caFile) return [caFile];
+  if (name && isOurName(name, accepted)) return [PUBLIC_ROOTS];
+  return null;
+}
+
+/**
+ * A certificate name pattern within the namespace of one of our accepted domains: the domain
+ * itself or any name below it (exchange.contoso.com is contoso.com's).
+ */
+export function isOurName(name: DomainPattern, accepted: readonly AcceptedDomain[]): boolean {
+  if (name.kind === 'any') return true;
+  const host = (name.kind === 'exact' ? name.name : `a${name.suffix}`).toLowerCase();
+  return accepted.some(({ pattern: p }) => {
+    if (p.kind === 'any') return true;
+    const base = p.kind === 'exact' ? p.name.toLowerCase() : p.suffix.slice(1).toLowerCase();
+    return host === base || host.endsWith(`.${base}`);
+  });
 }
 
 type RawRule = RawPolicy['transportRules'][number];

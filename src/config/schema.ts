@@ -87,6 +87,7 @@ const inboundConnector = z.strictObject({
   requireTls: z.boolean().default(false),
   restrictDomainsToCertificate: z.boolean().default(false),
   tlsSenderCertificateName: str.nullable().default(null),
+  tlsCertificateAuthorities: str.nullable().default(null),
   maxMessagesPerMinute: z.number().int().min(1).nullable().default(null),
   mode: z.enum(['enforce', 'audit']).default('enforce'),
   cloudServicesMailEnabled: z.boolean().default(false),

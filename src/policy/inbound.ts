@@ -4,7 +4,7 @@ import { bestDomainMatch, certNameMatches, parseIp } from './match.js';
 import { DomainIndex, IpIndex, memo } from './index.js';
 import type { IpRange } from './match.js';
 import { replies, type Reply } from './replies.js';
-import type { AcceptedDomain, InboundConnector, OutboundConnector, Policy } from './types.js';
+import { PUBLIC_ROOTS, type AcceptedDomain, type InboundConnector, type OutboundConnector, type Policy } from './types.js';
 import { routeRecipientDomain, type Route } from './outbound.js';
 import { acceptedDomainFor } from './accepted.js';
 
@@ -14,6 +14,11 @@ export interface SenderFacts {
   tls: boolean;
   /** CN and DNS SANs of a *verified* client certificate; empty when none or unverified. */
   certNames: readonly string[];
+  /**
+   * The trust anchors that certificate's chain reached: the operator's CA files it chains to, or
+   * PUBLIC_ROOTS. Absent: the public roots (explain's default, and tests that name none).
+   */
+  certAnchors?: readonly string[];
   /** Envelope sender address; "" for the null sender. */
   sender: string;
 }
@@ -75,9 +80,14 @@ interface Candidate {
   position: number;
 }
 
-function certificateCarries(c: InboundConnector, certNames: readonly string[]): boolean {
+/**
+ * A verified certificate carries the connector's name, and was vouched for by an anchor the
+ * connector accepts (its own CA file; only the public roots for a name in our accepted domains).
+ */
+function certificateCarries(c: InboundConnector, certNames: readonly string[], anchors: readonly string[]): boolean {
   const p = c.tlsSenderCertificateName;
-  return p !== null && certNames.some((n) => certNameMatches(p, n));
+  if (p === null || !certNames.some((n) => certNameMatches(p, n))) return false;
+  return c.certificateAnchors === null || anchors.some((a) => c.certificateAnchors!.includes(a));
 }
 
 interface InboundIndex {
@@ -121,16 +131,16 @@ function rangesContaining(idx: InboundIndex, ip: ReturnType<typeof parseIp>): Ma
   return out;
 }
 
-function candidates(idx: InboundIndex, byIp: Map<InboundConnector, IpRange>, domain: string, certNames: readonly string[]): Candidate[] {
+function candidates(idx: InboundIndex, byIp: Map<InboundConnector, IpRange>, domain: string, certNames: readonly string[], anchors: readonly string[]): Candidate[] {
   const out: Candidate[] = [];
   for (const [c, range] of byIp) {
     const domainScore = bestDomainMatch(c.senderDomains, domain);
     if (domainScore < 0) continue;
-    if (c.tlsSenderCertificateName && !certificateCarries(c, certNames)) continue;
+    if (c.tlsSenderCertificateName && !certificateCarries(c, certNames, anchors)) continue;
     out.push({ connector: c, domainScore, range, byCertificate: c.tlsSenderCertificateName !== null, position: idx.position.get(c)! });
   }
   for (const { item: c, score } of idx.withoutIp.lookup(domain)) {
-    if (c.tlsSenderCertificateName && !certificateCarries(c, certNames)) continue;
+    if (c.tlsSenderCertificateName && !certificateCarries(c, certNames, anchors)) continue;
     out.push({ connector: c, domainScore: score, range: null, byCertificate: c.tlsSenderCertificateName !== null, position: idx.position.get(c)! });
   }
   return out;
@@ -160,10 +170,11 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
   const ip = parseIp(facts.ip);
   const domain = domainOf(facts.sender);
   const certNames = facts.certNames;
+  const anchors = facts.certAnchors ?? [PUBLIC_ROOTS];
 
   const idx = inboundIndex(connectors);
   const byIp = rangesContaining(idx, ip);
-  const applicable = candidates(idx, byIp, domain, certNames);
+  const applicable = candidates(idx, byIp, domain, certNames, anchors);
 
   // Rule 1: an onPremises connector that applies by IP or certificate wins.
   const onPrem = applicable.filter((c) => c.connector.connectorType === 'onPremises' && (c.byCertificate || c.range));
@@ -195,7 +206,7 @@ export function evaluateSender(connectors: readonly InboundConnector[], facts: S
     for (const c of claimants) {
       if (c.restrictDomainsToIPAddresses && !byIp.has(c)) {
         failures.push({ refusal: { rule: 'claim-ip', connector: c.name, reply: replies.ipNotAllowed(c.name) }, mode: c.mode });
-      } else if (c.restrictDomainsToCertificate && !certificateCarries(c, certNames)) {
+      } else if (c.restrictDomainsToCertificate && !certificateCarries(c, certNames, anchors)) {
         failures.push({ refusal: { rule: 'claim-certificate', connector: c.name, reply: replies.certificateRequired(c.name) }, mode: c.mode });
       } else {
         met = true;

@@ -16,6 +16,15 @@ export interface InboundConnector {
   requireTls: boolean;
   restrictDomainsToCertificate: boolean;
   tlsSenderCertificateName: DomainPattern | null;
+  /** The CA file (PEM) this connector's client certificates must chain to; null: see certificateAnchors. */
+  tlsCertificateAuthorities: string | null;
+  /**
+   * Derived at load: the trust anchors that may vouch for this connector's certificate name —
+   * its own tlsCertificateAuthorities file; or, for a name in our accepted domains, only the
+   * public roots (PUBLIC_ROOTS: a partner's CA in clientCertificateAuthorities cannot mint our
+   * own identity); null: any anchor the listener trusts.
+   */
+  certificateAnchors: readonly string[] | null;
   maxMessagesPerMinute: number | null;
   mode: 'enforce' | 'audit';
   /** onPremises only: X-MS-Exchange-Organization-* and kin from it are kept (SPEC §3 header firewall). */
@@ -160,3 +169,6 @@ export interface Policy {
 export interface HeaderPattern {
   test(text: string): boolean;
 }
+
+/** The anchor name of the bundled public roots (a chain that ends at none of the operator's CA files). */
+export const PUBLIC_ROOTS = 'public roots';

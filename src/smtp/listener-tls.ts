@@ -1,11 +1,11 @@
 // The listener's TLS: the certificate, key and client CAs read from the policy's files, and
 // the protocol settings every listener uses.
-import fs from 'node:fs';
 import { constants as cryptoConstants } from 'node:crypto';
 import type { SMTPServer } from 'smtp-server';
 import type { Policy } from '../policy/types.js';
 import { addTrustedCas } from '../tls/context.js';
 import { readIdentity } from '../tls/files.js';
+import { readClientAnchors, type TrustAnchor } from '../tls/anchors.js';
 import { defaultSecureContext } from './smtp-server-adapter.js';
 
 /** AEAD suites with forward secrecy only (TLS 1.3 suites are always on). */
@@ -24,14 +24,15 @@ export const SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 export interface TlsMaterial {
   key: string;
   cert: string;
-  /** Client-certificate CAs trusted besides the bundled roots (see tls/context.ts). */
+  /** Client-certificate CAs trusted besides the bundled roots (see tls/context.ts): every anchor's PEM. */
   extraCa: string[];
+  /** Which file each client CA came from, to tell which one a client's chain reached. */
+  anchors: TrustAnchor[];
 }
 
 export function readTlsMaterial(policy: Policy): TlsMaterial {
-  const t = policy.gateway.tls;
-  const extraCa = t.clientCertificateAuthorities ? [fs.readFileSync(t.clientCertificateAuthorities, 'utf8')] : [];
-  return { ...readIdentity(policy), extraCa };
+  const anchors = readClientAnchors(policy);
+  return { ...readIdentity(policy), extraCa: anchors.map((a) => a.pem), anchors };
 }
 
 /**

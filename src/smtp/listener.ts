@@ -11,6 +11,7 @@ import { readProxyHeader } from './proxy.js';
 import { MODERN_CIPHERS, SECURE_OPTIONS, readTlsMaterial, trustClientCas, type TlsMaterial } from './listener-tls.js';
 import { closeOpenSessions, installReplyPatch, keepDefaultContextOnSni, openSessionCount } from './smtp-server-adapter.js';
 import { SessionHooks, type SessionDeps } from './session.js';
+import type { TrustAnchor } from '../tls/anchors.js';
 
 export type GatewayDeps = SessionDeps;
 
@@ -29,10 +30,11 @@ export class GatewayServer {
   private servers: Running[] = [];
   private resolver: Resolver;
   private readonly sessions: SessionHooks;
+  private anchors: TrustAnchor[] = [];
 
   constructor(private readonly deps: GatewayDeps) {
     this.resolver = this.makeResolver(deps.getPolicy());
-    this.sessions = new SessionHooks(deps, (port) => this.servers.find((s) => s.port === port)?.listener.name ?? String(port));
+    this.sessions = new SessionHooks(deps, (port) => this.servers.find((s) => s.port === port)?.listener.name ?? String(port), () => this.anchors);
   }
 
   private makeResolver(policy: Policy): Resolver {
@@ -48,6 +50,7 @@ export class GatewayServer {
   async start(): Promise<void> {
     const policy = this.deps.getPolicy();
     const material = readTlsMaterial(policy);
+    this.anchors = material.anchors;
     for (const listener of policy.gateway.listeners) {
       const server = new SMTPServer(this.options(policy, listener, material));
       keepDefaultContextOnSni(server);
@@ -100,6 +103,7 @@ export class GatewayServer {
   /** A new valid policy: new sessions use it; certificates and limits are swapped in place. */
   reload(policy: Policy): void {
     const material = readTlsMaterial(policy);
+    this.anchors = material.anchors;
     this.resolver = this.makeResolver(policy); // reverse lookups follow gateway.dns.servers
     for (const s of this.servers) {
       s.server.updateSecureContext({ key: material.key, cert: material.cert, minVersion: policy.gateway.tls.minVersion });

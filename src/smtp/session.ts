@@ -13,6 +13,7 @@ import { editHeaderBlock } from '../mail/headers.js';
 import { formatReply, replies } from '../policy/replies.js';
 import type { Policy } from '../policy/types.js';
 import { certificateNames } from '../tls/names.js';
+import { chainAnchors, peerChain, type TrustAnchor } from '../tls/anchors.js';
 import type { Logger } from '../observe/log.js';
 import { traced } from '../observe/events.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -50,6 +51,8 @@ interface SessionState {
   policy: Policy;
   tls: { version: string; cipher: string } | null;
   certNames: string[];
+  /** The trust anchors the verified client certificate's chain reached (tls/anchors.ts). */
+  certAnchors: string[];
   certSubject: string | null;
   txn: Transaction | null;
   counted: boolean;
@@ -93,6 +96,8 @@ export class SessionHooks {
   constructor(
     private readonly deps: SessionDeps,
     private readonly listenerName: (localPort: number) => string,
+    /** The client-certificate trust anchors in force (they follow reloads). */
+    private readonly anchors: () => readonly TrustAnchor[] = () => [],
   ) {
     this.counters = deps.counters ?? new LocalCounters();
   }
@@ -118,7 +123,7 @@ export class SessionHooks {
     let st = this.states.get(session);
     if (!st) {
       // The policy in force when the session started stays in force for the whole session.
-      st = { policy: this.deps.getPolicy(), tls: null, certNames: [], certSubject: null, txn: null, counted: false, log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }) };
+      st = { policy: this.deps.getPolicy(), tls: null, certNames: [], certAnchors: [], certSubject: null, txn: null, counted: false, log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }) };
       this.states.set(session, st);
     }
     return st;
@@ -158,15 +163,17 @@ export class SessionHooks {
     this.deps.metrics?.tlsHandshakes.inc({ version: st.tls.version });
     const peer = socket.getPeerCertificate();
     const presented = !!peer && Object.keys(peer).length > 0;
-    // Only a certificate that chains to a trusted root has names (SPEC §3).
+    // Only a certificate that chains to a trusted root has names (SPEC §3), and which root it
+    // chains to decides which connectors it may identify (per-connector trust anchors).
     st.certNames = socket.authorized ? certificateNames(peer) : [];
+    st.certAnchors = socket.authorized ? chainAnchors(peerChain(socket.getPeerCertificate(true)), this.anchors()) : [];
     st.certSubject = presented ? (peer.subject?.CN ? String(peer.subject.CN) : JSON.stringify(peer.subject)) : null;
     st.log.info(
       {
         event: 'tls',
         version: st.tls.version,
         cipher: st.tls.cipher,
-        clientCertificate: presented ? { subject: st.certSubject, verified: socket.authorized, names: st.certNames, error: socket.authorized ? undefined : String(socket.authorizationError) } : null,
+        clientCertificate: presented ? { subject: st.certSubject, verified: socket.authorized, names: st.certNames, anchors: st.certAnchors, error: socket.authorized ? undefined : String(socket.authorizationError) } : null,
       },
       'tls established',
     );
@@ -177,7 +184,7 @@ export class SessionHooks {
     const st = this.state(session);
     st.txn = null;
     const sender = address.address ?? '';
-    const decision = evaluateSender(st.policy.inboundConnectors, { ip: session.remoteAddress, tls: st.tls !== null, certNames: st.certNames, sender });
+    const decision = evaluateSender(st.policy.inboundConnectors, { ip: session.remoteAddress, tls: st.tls !== null, certNames: st.certNames, certAnchors: st.certAnchors, sender });
     const a = decision.attribution;
     const attribution = { connector: a.connector?.name ?? null, identifiedBy: a.identifiedBy, matched: a.matched, mayRelay: a.mayRelay };
     for (const audit of decision.audits) {

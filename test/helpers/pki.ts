@@ -10,9 +10,10 @@ export interface TestPki {
   gatewayKey: string;
   gatewayCa: string; // CA that issued the gateway certificate
   partnerCa: string; // trusted for client certificates
+  onpremCa: string; // our own servers' CA: named on the on-premises connector only
   /** name → {cert, key} file paths */
-  client: Record<'fabrikam' | 'fabrikamWildcard' | 'wrongName' | 'untrusted' | 'expired' | 'onprem', { cert: string; key: string }>;
-  issuers: { gatewayCa: Issued; partnerCa: Issued; rogueCa: Issued };
+  client: Record<'fabrikam' | 'fabrikamWildcard' | 'wrongName' | 'untrusted' | 'expired' | 'onprem' | 'onpremByPartner', { cert: string; key: string }>;
+  issuers: { gatewayCa: Issued; partnerCa: Issued; rogueCa: Issued; onpremCa: Issued };
 }
 
 function write(dir: string, name: string, c: Issued, chain: Issued[] = []): { cert: string; key: string } {
@@ -28,6 +29,8 @@ export function makePki(dir: string): TestPki {
   const gatewayCa = issueCertificate({ commonName: 'Test Gateway CA', isCA: true });
   const partnerCa = issueCertificate({ commonName: 'Test Partner CA', isCA: true });
   const rogueCa = issueCertificate({ commonName: 'Rogue CA', isCA: true });
+  const onpremCa = issueCertificate({ commonName: 'Contoso on-premises CA', isCA: true });
+  fs.writeFileSync(path.join(dir, 'onprem-ca.crt'), onpremCa.certPem);
   const gw = write(dir, 'gateway', issueCertificate({ commonName: 'mx1.contoso.test', altNames: ['mx1.contoso.test', 'localhost', '127.0.0.1'], issuer: gatewayCa, crlUrl: 'http://pki.contoso.test/gateway-ca.crl' }), [gatewayCa]);
   fs.writeFileSync(path.join(dir, 'gateway-ca.crt'), gatewayCa.certPem);
   fs.writeFileSync(path.join(dir, 'partner-ca.crt'), partnerCa.certPem);
@@ -38,6 +41,7 @@ export function makePki(dir: string): TestPki {
     gatewayKey: gw.key,
     gatewayCa: path.join(dir, 'gateway-ca.crt'),
     partnerCa: path.join(dir, 'partner-ca.crt'),
+    onpremCa: path.join(dir, 'onprem-ca.crt'),
     client: {
       fabrikam: write(dir, 'fabrikam', issueCertificate({ commonName: 'mail.fabrikam.com', issuer: partnerCa })),
       fabrikamWildcard: write(dir, 'fabrikam-wild', issueCertificate({ commonName: 'Fabrikam', altNames: ['*.fabrikam.com'], issuer: partnerCa })),
@@ -48,8 +52,10 @@ export function makePki(dir: string): TestPki {
         'expired',
         issueCertificate({ commonName: 'mail.fabrikam.com', issuer: partnerCa, notBefore: new Date(now - 90 * 86_400_000), notAfter: new Date(now - 86_400_000) }),
       ),
-      onprem: write(dir, 'onprem', issueCertificate({ commonName: 'exchange.contoso.com', issuer: partnerCa })),
+      onprem: write(dir, 'onprem', issueCertificate({ commonName: 'exchange.contoso.com', issuer: onpremCa })),
+      // Our own name, minted by a partner's CA (issue 20, item 3): it must identify nothing of ours.
+      onpremByPartner: write(dir, 'onprem-by-partner', issueCertificate({ commonName: 'exchange.contoso.com', issuer: partnerCa })),
     },
-    issuers: { gatewayCa, partnerCa, rogueCa },
+    issuers: { gatewayCa, partnerCa, rogueCa, onpremCa },
   };
 }

@@ -38,7 +38,7 @@ beforeAll(async () => {
       { name: 'Woodgrove IP', connectorType: 'partner', senderDomains: ['woodgrovebank.com'], senderIPAddresses: ['127.0.0.2'], restrictDomainsToIPAddresses: true },
       { name: 'Tailspin IP', connectorType: 'partner', senderIPAddresses: ['127.0.0.4/32'], requireTls: true },
       { name: 'OnPrem IP', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.10-127.0.0.11'] },
-      { name: 'OnPrem cert', connectorType: 'onPremises', tlsSenderCertificateName: 'exchange.contoso.com' },
+      { name: 'OnPrem cert', connectorType: 'onPremises', tlsSenderCertificateName: 'exchange.contoso.com', tlsCertificateAuthorities: pki.onpremCa },
     ],
     outboundConnectors: [{ name: 'To on-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: ['[127.0.0.1]:9'], tlsSettings: null }],
   });
@@ -129,6 +129,12 @@ describe('scenario 6: on-premises relay and open-relay prevention', () => {
   it('on-premises by certificate may relay to an external domain', async () => {
     const r = await swaks([...base(), ...cert(pki.client.onprem), '--local-interface', '127.0.0.7', '--from', 'app@contoso.com', '--to', 'someone@partner.example']);
     expect(dataReply(r)).toMatch(/^250 2\.6\.0/);
+  });
+  it("a certificate for our own exchange.contoso.com issued by a partner's CA identifies nothing: no relay, Exchange headers removed (issue 20, item 3)", async () => {
+    const r = await swaks([...base(), ...cert(pki.client.onpremByPartner), '--local-interface', '127.0.0.7', '--from', 'app@contoso.com', '--to', 'someone@partner.example']);
+    expect(replyTo(r, 'RCPT TO')).toMatch(/^550 5\.7\.64 TenantAttribution; Relay Access Denied/);
+    const tls = gw.events('tls').reverse().find((e) => (e.clientCertificate as { subject?: string } | null)?.subject === 'exchange.contoso.com');
+    expect(tls?.clientCertificate).toMatchObject({ verified: true, names: ['exchange.contoso.com'], anchors: [pki.partnerCa] });
   });
   it('everyone else gets 550 5.7.64 for external recipients, even with TLS or our own domain as sender', async () => {
     for (const extra of [[], ['--tls'], ['--tls-cert', pki.client.fabrikam.cert, '--tls-key', pki.client.fabrikam.key, '--tls']]) {

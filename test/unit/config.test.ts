@@ -178,3 +178,25 @@ describe('gateway.admin.tokenFile (issue 20, item 7)', () => {
     expect(missing).toContainEqual(expect.stringMatching(/^p\.yaml:11:16: error: gateway\.admin\.tokenFile: admin token file .*none\.token: no such file/));
   });
 });
+
+describe('per-connector trust anchors (issue 20, item 3)', () => {
+  const onprem = (extra: string) => `acceptedDomains:\n  - domain: contoso.com\ninboundConnectors:\n  - name: OnPrem cert\n    connectorType: onPremises\n    tlsSenderCertificateName: exchange.contoso.com\n${extra}`;
+  const withCas = head.replace('    key: gw.key\n', '    key: gw.key\n    clientCertificateAuthorities: partners.pem\n');
+  it('our own name, trusted only through the partners\' CAs: a warning that only a public CA vouches for it now', () => {
+    const out = lines(withCas + onprem(''));
+    expect(out).toContainEqual(expect.stringMatching(/warning: inboundConnectors\[0\]\.tlsSenderCertificateName: exchange\.contoso\.com is in an accepted domain: only a certificate from a public CA is accepted for it.*tlsCertificateAuthorities on this connector/));
+  });
+  it('one CA file for our own name and for the partners: a warning', () => {
+    const out = lines(withCas + onprem('    tlsCertificateAuthorities: partners.pem\n'));
+    expect(out).toContainEqual(expect.stringMatching(/warning: inboundConnectors\[0\]\.tlsCertificateAuthorities: .*partners\.pem vouches for our own exchange\.contoso\.com and for every partner/));
+  });
+  it('its own CA file: no warning, and the connector accepts only that anchor', () => {
+    const r = loadPolicyText(withCas + onprem('    tlsCertificateAuthorities: onprem-ca.pem\n'), 'p.yaml', { checkFiles: false });
+    expect(formatDiagnostics(r)).toEqual([]);
+    expect(r.policy!.inboundConnectors[0]!.certificateAnchors).toEqual([path.resolve('onprem-ca.pem')]);
+  });
+  it('a partner name outside our domains: any anchor the listener trusts', () => {
+    const r = loadPolicyText(withCas + `inboundConnectors:\n  - name: F\n    connectorType: partner\n    senderDomains: [fabrikam.com]\n    restrictDomainsToCertificate: true\n    tlsSenderCertificateName: mail.fabrikam.com\n`, 'p.yaml', { checkFiles: false });
+    expect(r.policy!.inboundConnectors[0]!.certificateAnchors).toBeNull();
+  });
+});

@@ -177,3 +177,32 @@ describe('recipientVerification: callout', () => {
     expect(verifyWith(internet, 'alice@gmail.com')).toBeNull();
   });
 });
+
+describe('per-connector trust anchors (issue 20, item 3)', async () => {
+  const { evaluateSender } = await import('../../src/policy/inbound.js');
+  const { PUBLIC_ROOTS } = await import('../../src/policy/types.js');
+  const { policyOf } = await import('./policy-helpers.js');
+  const p = policyOf({
+    acceptedDomains: [{ domain: 'contoso.com' }],
+    inboundConnectors: [
+      { name: 'OnPrem by its CA', connectorType: 'onPremises', tlsSenderCertificateName: 'exchange.contoso.com', tlsCertificateAuthorities: '/ca/onprem.pem' },
+      { name: 'OnPrem public', connectorType: 'onPremises', tlsSenderCertificateName: 'relay.contoso.com' },
+      { name: 'Fabrikam', connectorType: 'partner', senderDomains: ['fabrikam.com'], restrictDomainsToCertificate: true, tlsSenderCertificateName: 'mail.fabrikam.com' },
+    ],
+  });
+  const who = (certNames: string[], certAnchors: string[], sender = 'app@contoso.com') => evaluateSender(p.inboundConnectors, { ip: '192.0.2.1', tls: true, certNames, certAnchors, sender });
+  it.each([
+    [['exchange.contoso.com'], ['/ca/onprem.pem'], 'OnPrem by its CA'],
+    [['exchange.contoso.com'], ['/ca/partner.pem'], null], // a partner's CA minted our name
+    [['exchange.contoso.com'], [PUBLIC_ROOTS], null], // even a public CA: this connector named its own
+    [['relay.contoso.com'], [PUBLIC_ROOTS], 'OnPrem public'],
+    [['relay.contoso.com'], ['/ca/partner.pem'], null], // our name without a CA of its own: public roots only
+  ] as const)('%j under %j → %s', (names, anchors, connector) => {
+    expect(who([...names], [...anchors]).attribution.connector?.name ?? null).toBe(connector);
+  });
+  it("a partner's name: its CA in the gateway-wide list vouches for it (its claim is met)", () => {
+    const d = who(['mail.fabrikam.com'], ['/ca/partner.pem'], 'x@fabrikam.com');
+    expect(d.attribution.connector?.name).toBe('Fabrikam');
+    expect(d.refusal).toBeNull();
+  });
+});

@@ -118,7 +118,15 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
         messageExpiration: duration(q.messageExpiration, ['gateway', 'queue', 'messageExpiration'], d),
         delayNotification: duration(q.delayNotification, ['gateway', 'queue', 'delayNotification'], d),
       },
-      limits: { ...g.limits, maxMessageSize: maxMessageSize ?? 0, idleTimeout: duration(g.limits.idleTimeout, ['gateway', 'limits', 'idleTimeout'], d) },
+      limits: {
+        ...g.limits,
+        maxMessageSize: maxMessageSize ?? 0,
+        idleTimeout: duration(g.limits.idleTimeout, ['gateway', 'limits', 'idleTimeout'], d),
+        // Default: a tenth of the slots are kept for the servers the connectors list (at least one).
+        reservedConnections: Math.min(g.limits.reservedConnections ?? Math.max(1, Math.floor(g.limits.maxConnections / 10)), g.limits.maxConnections - 1),
+        tlsHandshakeTimeout: duration(g.limits.tlsHandshakeTimeout, ['gateway', 'limits', 'tlsHandshakeTimeout'], d),
+        minDataRate: parseSize(g.limits.minDataRate) ?? 0,
+      },
       dns: g.dns,
       outbound: { smtpDaneMode: g.outbound.smtpDaneMode ?? 'opportunistic', smtpDaneModeExplicit: g.outbound.smtpDaneMode !== undefined, mtaStsMode: g.outbound.mtaStsMode, tlsReporting: g.outbound.tlsReporting },
       admin: g.admin ? { ...g.admin, tokenFile: file(g.admin.tokenFile) } : null,

@@ -43,6 +43,10 @@ const gateway = z.strictObject({
       maxConnections: z.number().int().min(1).default(1000),
       idleTimeout: duration.default('2m'),
       maxMessagesPerMinutePerIp: z.number().int().min(1).default(600),
+      reservedConnections: z.number().int().min(0).nullable().default(null),
+      tlsHandshakeTimeout: duration.default('10s'),
+      minDataRate: size.default('1KB'),
+      hardErrorLimit: z.number().int().min(1).default(20),
     })
     .prefault({}),
   dns: z

@@ -54,6 +54,8 @@ export type InboundRule =
   | 'hop-count'
   | 'spool'
   | 'throttle'
+  | 'error-limit'
+  | 'data-rate'
   | 'transport-rule';
 
 export interface Refusal {
@@ -161,6 +163,12 @@ function describe(c: Candidate): { identifiedBy: IdentifiedBy; matched: string }
   if (c.byCertificate) return { identifiedBy: 'certificate', matched: c.connector.tlsSenderCertificateName!.text };
   if (c.range) return { identifiedBy: 'ip', matched: c.range.text };
   return { identifiedBy: 'senderDomain', matched: c.connector.senderDomains.map((d) => d.text).join(', ') };
+}
+
+/** Whether an enabled connector lists this client IP (its sessions may use the reserved connections). */
+export function listedByConnector(connectors: readonly InboundConnector[], ip: string): boolean {
+  const parsed = parseIp(ip);
+  return !!parsed && inboundIndex(connectors).ip.lookup(parsed).length > 0;
 }
 
 /** SPEC §3 rules 1–4, evaluated at MAIL FROM. */

@@ -23,6 +23,10 @@ export const replies = {
   throttled: (): Reply => ({ code: 451, enhanced: '4.7.500', text: 'Server busy, try again later' }),
   /** gateway.limits.maxConnections reached (across worker processes; smtp-server says the same within one). */
   tooManyConnections: (): Reply => ({ code: 421, enhanced: '4.7.0', text: 'Too many connected clients, try again in a moment' }),
+  /** gateway.limits.hardErrorLimit refused commands in one session (Postfix's smtpd_hard_error_limit). */
+  tooManyErrors: (): Reply => ({ code: 421, enhanced: '4.7.0', text: 'Too many errors, closing connection' }),
+  /** DATA slower than gateway.limits.minDataRate (a session held open a byte at a time). */
+  dataTooSlow: (): Reply => ({ code: 421, enhanced: '4.4.2', text: 'Data transfer too slow, closing connection' }),
   tooBig: (): Reply => ({ code: 552, enhanced: '5.3.4', text: 'Message size exceeds fixed maximum message size' }),
   headerTooBig: (): Reply => ({ code: 552, enhanced: '5.3.4', text: 'Message header size exceeds limit' }),
   leadingContinuation: (): Reply => ({ code: 550, enhanced: '5.6.0', text: 'Malformed header: the message begins with a continuation line' }),

@@ -136,6 +136,14 @@ export interface GatewaySettings {
     maxConnections: number; // all clients together; beyond: 421
     idleTimeout: number; // ms without a complete command before the session is closed
     maxMessagesPerMinutePerIp: number;
+    /** The last of maxConnections, kept for clients whose IP address a connector lists. */
+    reservedConnections: number;
+    /** ms an implicit-TLS client has to complete its handshake. */
+    tlsHandshakeTimeout: number;
+    /** Bytes per second DATA must average (after a grace of 30 s); slower: 421 4.4.2. */
+    minDataRate: number;
+    /** Refused commands in one session before it is closed with 421 4.7.0 (Postfix's smtpd_hard_error_limit). */
+    hardErrorLimit: number;
   };
   dns: { servers: string[]; dnssecTrusted: boolean };
   outbound: {

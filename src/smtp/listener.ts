@@ -9,8 +9,9 @@ import type { ListenerSettings, Policy } from '../policy/types.js';
 import { smallestContainingRange, parseIp } from '../policy/match.js';
 import { readProxyHeader } from './proxy.js';
 import { MODERN_CIPHERS, SECURE_OPTIONS, readTlsMaterial, trustClientCas, type TlsMaterial } from './listener-tls.js';
-import { closeOpenSessions, installReplyPatch, keepDefaultContextOnSni, openSessionCount } from './smtp-server-adapter.js';
-import { SessionHooks, type SessionDeps } from './session.js';
+import { closeOpenSessions, closeSession, endPendingSocket, installReplyPatch, keepDefaultContextOnSni, openSessionCount, setSessionIdleTimeout } from './smtp-server-adapter.js';
+import { SessionHooks, type SessionControl, type SessionDeps } from './session.js';
+import { AcceptGate } from './accept-gate.js';
 import type { TrustAnchor } from '../tls/anchors.js';
 
 export type GatewayDeps = SessionDeps;
@@ -31,10 +32,17 @@ export class GatewayServer {
   private resolver: Resolver;
   private readonly sessions: SessionHooks;
   private anchors: TrustAnchor[] = [];
+  private readonly gate: AcceptGate;
 
   constructor(private readonly deps: GatewayDeps) {
     this.resolver = this.makeResolver(deps.getPolicy());
-    this.sessions = new SessionHooks(deps, (port) => this.servers.find((s) => s.port === port)?.listener.name ?? String(port), () => this.anchors);
+    this.gate = new AcceptGate(() => deps.getPolicy().gateway.limits);
+    const control: SessionControl = {
+      began: (ip, port) => this.gate.sessionBegan(ip, port),
+      setIdleTimeout: (id, ms) => this.servers.some((s) => setSessionIdleTimeout(s.server, id, ms)),
+      close: (id, reply) => this.servers.some((s) => closeSession(s.server, id, reply)),
+    };
+    this.sessions = new SessionHooks(deps, (port) => this.servers.find((s) => s.port === port)?.listener.name ?? String(port), () => this.anchors, control);
   }
 
   private makeResolver(policy: Policy): Resolver {
@@ -62,6 +70,23 @@ export class GatewayServer {
         if (ip) this.deps.log.info({ event: 'client-error', listener: listener.name, ip, err: err.message.split('\n')[0] }, 'client connection failed');
         else this.deps.log.error({ event: 'listener-error', listener: listener.name, err: err.message }, 'listener error');
       });
+      // Implicit TLS: sockets are counted per IP and timed from accept (accept-gate.ts). smtp-server's
+      // own 'connection' handler runs only for admitted ones: a refused socket is closed before
+      // anything wraps it in TLS.
+      if (listener.implicitTls) {
+        const handlers = server.server.listeners('connection') as Array<(socket: net.Socket) => void>;
+        server.server.removeAllListeners('connection');
+        server.server.on('connection', (socket: net.Socket) => {
+          const v = this.gate.admit(socket, () => endPendingSocket(server, socket));
+          if (!v.admitted) {
+            socket.on('error', () => {});
+            socket.destroy();
+            this.deps.log.warn({ event: 'refusal', rule: 'throttle', listener: listener.name, ip: socket.remoteAddress, reason: 'connections per IP before the TLS handshake' }, 'connection closed at accept');
+            return;
+          }
+          for (const h of handlers) h.call(server.server, socket);
+        });
+      }
       const front = listener.proxyProtocol ? this.proxyFront(server, listener) : server.server;
       const port = await new Promise<number>((resolve, reject) => {
         const onError = (err: Error): void => reject(err);
@@ -109,7 +134,6 @@ export class GatewayServer {
       s.server.updateSecureContext({ key: material.key, cert: material.cert, minVersion: policy.gateway.tls.minVersion });
       trustClientCas(s.server, material);
       s.server.options.size = policy.gateway.limits.maxMessageSize;
-      s.server.options.maxClients = policy.gateway.limits.maxConnections;
     }
     const key = (l: ListenerSettings): string => `${l.name}@${l.address}:${l.port}/${l.implicitTls}/${!!l.proxyProtocol}`;
     if (policy.gateway.listeners.map(key).join(',') !== this.servers.map((s) => key(s.listener)).join(',')) this.deps.log.warn({ event: 'reload-listeners' }, 'listener changes take effect at the next restart');
@@ -143,7 +167,8 @@ export class GatewayServer {
       honorCipherOrder: true,
       secureOptions: SECURE_OPTIONS,
       size: g.limits.maxMessageSize,
-      maxClients: g.limits.maxConnections,
+      // No maxClients: connectionLimit (policy/limits.ts) decides, counted across workers, with
+      // the reserved connections and its enhanced code; implicit-TLS sockets are gated per IP.
       authOptional: true,
       disabledCommands: ['AUTH'],
       hideENHANCEDSTATUSCODES: false,

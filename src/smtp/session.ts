@@ -3,14 +3,14 @@
 // and performs the decision: a reply, a log event, a metric, the spool. No decision is made here.
 import type tls from 'node:tls';
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
-import { evaluateRecipient, evaluateSender, type Refusal, type SenderDecision } from '../policy/inbound.js';
-import { connectionLimit, messageRate, messageRateLimit, recipientLimit } from '../policy/limits.js';
+import { evaluateRecipient, evaluateSender, listedByConnector, type Refusal, type SenderDecision } from '../policy/inbound.js';
+import { connectionLimit, dataRate, errorLimit, messageRate, messageRateLimit, recipientLimit, sessionLimits, underStress } from '../policy/limits.js';
 import { evaluateData } from '../policy/data.js';
 import { unadvertisedParameter } from '../policy/parameters.js';
 import { evaluateRules } from '../policy/rules.js';
 import { keepExchangeHeadersFrom } from '../policy/headers.js';
 import { editHeaderBlock } from '../mail/headers.js';
-import { formatReply, replies } from '../policy/replies.js';
+import { formatReply, replies, type Reply } from '../policy/replies.js';
 import type { Policy } from '../policy/types.js';
 import { certificateNames } from '../tls/names.js';
 import { chainAnchors, peerChain, type TrustAnchor } from '../tls/anchors.js';
@@ -42,13 +42,28 @@ export interface SessionDeps {
   counters?: SessionCounters;
 }
 
+/** What the listener lets the hooks do to a session beyond answering it (smtp-server-adapter.ts does it). */
+export interface SessionControl {
+  /** The session of this client address and port began (an implicit-TLS handshake is done). */
+  began: (ip: string, port: number) => void;
+  setIdleTimeout: (sessionId: string, ms: number) => boolean;
+  /** Sends `reply` and closes the session now. */
+  close: (sessionId: string, reply: Reply) => boolean;
+}
+
+const NO_CONTROL: SessionControl = { began: () => {}, setIdleTimeout: () => false, close: () => false };
+
 interface Transaction {
   decision: SenderDecision;
   recipients: Map<string, string | null>; // address → outbound connector name (null = MX)
 }
 
 interface SessionState {
+  id: string;
   policy: Policy;
+  /** Refused commands so far, and how many the session may have (policy/limits.ts sessionLimits). */
+  errors: number;
+  hardErrorLimit: number;
   tls: { version: string; cipher: string } | null;
   certNames: string[];
   /** The trust anchors the verified client certificate's chain reached (tls/anchors.ts). */
@@ -98,6 +113,7 @@ export class SessionHooks {
     private readonly listenerName: (localPort: number) => string,
     /** The client-certificate trust anchors in force (they follow reloads). */
     private readonly anchors: () => readonly TrustAnchor[] = () => [],
+    private readonly control: SessionControl = NO_CONTROL,
   ) {
     this.counters = deps.counters ?? new LocalCounters();
   }
@@ -123,18 +139,32 @@ export class SessionHooks {
     let st = this.states.get(session);
     if (!st) {
       // The policy in force when the session started stays in force for the whole session.
-      st = { policy: this.deps.getPolicy(), tls: null, certNames: [], certAnchors: [], certSubject: null, txn: null, counted: false, log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }) };
+      const policy = this.deps.getPolicy();
+      st = { id: session.id, policy, errors: 0, hardErrorLimit: policy.gateway.limits.hardErrorLimit, tls: null, certNames: [], certAnchors: [], certSubject: null, txn: null, counted: false, log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }) };
       this.states.set(session, st);
     }
     return st;
   }
 
-  /** Performs a refusal: the log event, the metric, and the error smtp-server replies with. */
+  /**
+   * Performs a refusal: the log event, the metric, and the error smtp-server replies with. Each
+   * counts against the session's hard error limit: at it, the session ends with 421 after this reply.
+   */
   private refuse(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): Error {
     const r = refusal.reply;
     st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: formatReply(r), ...extra }, 'refused');
     this.deps.metrics?.refusals.inc({ connector: refusal.connector ?? 'none', rule: refusal.rule, code: `${r.code} ${r.enhanced}` });
+    const over = errorLimit(++st.errors, st.hardErrorLimit);
+    if (over && r.code !== 421) setImmediate(() => this.end(st, over, { errors: st.errors }));
     return smtpError(r);
+  }
+
+  /** Ends a session with the refusal's 421 (error limit, DATA too slow): logged, counted, closed. */
+  private end(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): void {
+    const r = refusal.reply;
+    if (!this.control.close(st.id, r)) return; // already gone
+    st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: formatReply(r), ...extra }, 'session closed');
+    this.deps.metrics?.refusals.inc({ connector: refusal.connector ?? 'none', rule: refusal.rule, code: `${r.code} ${r.enhanced}` });
   }
 
   private onConnect(session: SMTPServerSession, cb: Done): void {
@@ -143,9 +173,21 @@ export class SessionHooks {
     st.log.info({ event: 'connect', port: session.localPort, rdns: session.clientHostname || null }, 'connect');
     this.deps.metrics?.sessions.inc({ listener: this.listenerName(session.localPort) });
     this.deps.metrics?.activeSessions.inc();
+    this.control.began(session.remoteAddress, session.remotePort);
     after(this.counters.open(session.remoteAddress), (open) => {
-      const refusal = connectionLimit(st.policy.gateway.limits, open.perIp, open.total);
-      cb(refusal ? this.refuse(st, refusal, { connections: open.perIp, total: open.total }) : null);
+      const limits = st.policy.gateway.limits;
+      const listed = listedByConnector(st.policy.inboundConnectors, session.remoteAddress);
+      const refusal = connectionLimit(limits, open.perIp, open.total, listed);
+      if (refusal) return cb(this.refuse(st, refusal, { connections: open.perIp, total: open.total, listed }));
+      // Postfix's stress mode: past half the connections, a new session gets shorter limits.
+      const stressed = underStress(limits, open.total);
+      const own = sessionLimits(limits, stressed);
+      st.hardErrorLimit = own.hardErrorLimit;
+      if (stressed) {
+        this.control.setIdleTimeout(st.id, own.idleTimeout);
+        st.log.info({ event: 'stress', total: open.total, idleTimeout: own.idleTimeout, hardErrorLimit: own.hardErrorLimit }, 'under stress: shorter limits for this session');
+      }
+      cb();
     }, cb);
   }
 
@@ -280,6 +322,16 @@ export class SessionHooks {
     const limit = st.policy.gateway.limits.maxMessageSize;
     let received = 0;
     let oversize = false;
+    // A session held open a byte at a time in DATA ends when DATA falls below the minimum rate.
+    const dataStart = Date.now();
+    const watch = setInterval(() => {
+      const slow = dataRate(st.policy.gateway.limits, Date.now() - dataStart, received);
+      if (slow) {
+        clearInterval(watch);
+        this.end(st, slow, { bytes: received, seconds: Math.round((Date.now() - dataStart) / 1000) });
+      }
+    }, 1000);
+    watch.unref();
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         received += chunk.length;
@@ -291,11 +343,13 @@ export class SessionHooks {
         if (!oversize) await spoolWrite(scanner.push(chunk));
       }
     } catch (e) {
+      clearInterval(watch);
       // The client went away in the middle of the message: nothing was acknowledged, nothing is kept.
       await writer?.abort();
       st.log.info({ event: 'data-aborted', err: (e as Error).message, bytes: stream.byteLength }, 'client left during DATA');
       return cb(smtpError(replies.localError()));
     }
+    clearInterval(watch);
     // The final dot has been read: from here to the 250 is the accept path's own latency.
     const dotAt = performance.now();
     if (!oversize) await spoolWrite(scanner.end());

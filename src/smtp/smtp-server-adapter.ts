@@ -7,7 +7,12 @@
 //     itself when authentication is optional);
 //   - server._resolveSNI, answered with "no other context";
 //   - server.secureContext (the default context, to add the operator's client CAs);
-//   - server.connections (the open sessions: counted, and told 421 at shutdown).
+//   - server.connections (the open sessions: counted, told 421 at shutdown, and — found by their
+//     id, which is the session's — given a shorter idle timeout under stress or closed with 421);
+//   - SMTPConnection._socket.setTimeout (its idle timer: smtp-server answers 421 when it fires);
+//   - server._pendingSockets (an accepted socket's topmost socket before its session begins: a
+//     socket in mid-handshake is ended by destroying its TLS wrap, never the socket under it —
+//     that crashes Node, as smtp-server's own close() notes).
 import type tls from 'node:tls';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
@@ -21,13 +26,17 @@ interface ConnectionProto {
   __gwPatched?: boolean;
 }
 interface OpenConnection {
+  id: string;
   send: (code: number, text: string) => void;
   close: () => void;
+  _socket?: { setTimeout: (ms: number) => void };
 }
 interface ServerInternals {
   _resolveSNI: (name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void;
   secureContext: Map<string, tls.SecureContext>;
   connections: Set<OpenConnection>;
+  /** Accepted sockets not yet sessions: raw socket → its topmost socket (the TLS wrap once upgrading). */
+  _pendingSockets: Map<unknown, { destroy: () => void }>;
 }
 const internals = (server: SMTPServer): ServerInternals => server as unknown as ServerInternals;
 
@@ -82,4 +91,37 @@ export function closeOpenSessions(server: SMTPServer, r: Reply): void {
     c.send(r.code, `${r.enhanced} ${r.text}`);
     c.close();
   }
+}
+
+function connectionById(server: SMTPServer, id: string): OpenConnection | undefined {
+  for (const c of internals(server).connections) if (c.id === id) return c;
+  return undefined;
+}
+
+/** Gives one session its own idle timeout (smtp-server's timer: at its end the client gets its 421). */
+export function setSessionIdleTimeout(server: SMTPServer, sessionId: string, ms: number): boolean {
+  const c = connectionById(server, sessionId);
+  if (!c?._socket) return false;
+  c._socket.setTimeout(ms);
+  return true;
+}
+
+/** Ends one session now: `r` is sent, then the connection closed. False when it is not on this server. */
+export function closeSession(server: SMTPServer, sessionId: string, r: Reply): boolean {
+  const c = connectionById(server, sessionId);
+  if (!c) return false;
+  c.send(r.code, `${r.enhanced} ${r.text}`);
+  c.close();
+  return true;
+}
+
+/**
+ * Ends an accepted socket that has not become a session (its TLS handshake is late): destroys the
+ * topmost socket smtp-server keeps for it. False when it is not pending any more.
+ */
+export function endPendingSocket(server: SMTPServer, raw: unknown): boolean {
+  const top = internals(server)._pendingSockets.get(raw);
+  if (!top) return false;
+  top.destroy();
+  return true;
 }

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMTPServer } from 'smtp-server';
-import { closeOpenSessions, defaultSecureContext, installReplyPatch, keepDefaultContextOnSni, openSessionCount, smtpError } from '../../src/smtp/smtp-server-adapter.js';
+import { closeOpenSessions, closeSession, defaultSecureContext, endPendingSocket, installReplyPatch, keepDefaultContextOnSni, openSessionCount, setSessionIdleTimeout, smtpError } from '../../src/smtp/smtp-server-adapter.js';
 import { connectionFacts, offersExtension, peerCertificates, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from '../../src/delivery/nodemailer-adapter.js';
 import { checkName } from '../../src/delivery/tls-policy.js';
 import { classifyConnectionFailure } from '../../src/delivery/status.js';
@@ -28,6 +28,7 @@ async function listen(server: SMTPServer): Promise<number> {
 describe('smtp-server adapter', () => {
   let server: SMTPServer;
   let port: number;
+  const sessionIds: string[] = [];
   beforeAll(async () => {
     installReplyPatch({ tooBig: replies.tooBig(), requireTlsWithoutTls: replies.requireTlsWithoutTls() });
     server = new SMTPServer({
@@ -38,6 +39,10 @@ describe('smtp-server adapter', () => {
       key: leaf.keyPem,
       cert: leaf.certPem,
       onMailFrom: (a, _s, cb) => (a.address === 'refused@x.test' ? cb(smtpError(replies.ipNotAllowed('Partner'))) : cb()),
+      onConnect: (s, cb) => {
+        sessionIds.push(s.id);
+        cb();
+      },
     });
     keepDefaultContextOnSni(server);
     port = await listen(server);
@@ -61,6 +66,46 @@ describe('smtp-server adapter', () => {
     expect(answer).toBeUndefined();
     const ctx = defaultSecureContext(server) as unknown as { context: { addCACert: (pem: string) => void } };
     expect(typeof ctx.context.addCACert).toBe('function');
+  });
+
+  it("one session's idle timeout, found by its id: smtp-server's own 421 when it fires", async () => {
+    const { c } = await RawSmtp.connect(port);
+    await c.cmd('EHLO client.test');
+    expect(setSessionIdleTimeout(server, sessionIds.at(-1)!, 300)).toBe(true);
+    expect(await c.reply(3000)).toMatch(/^421 /); // the default idle timeout is minutes
+    expect(setSessionIdleTimeout(server, 'no-such-session', 300)).toBe(false);
+    c.close();
+  });
+
+  it('one session closed with our 421, found by its id', async () => {
+    const { c } = await RawSmtp.connect(port);
+    await c.cmd('EHLO client.test');
+    expect(closeSession(server, sessionIds.at(-1)!, replies.tooManyErrors())).toBe(true);
+    expect(await c.reply()).toBe('421 4.7.0 Too many errors, closing connection');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(c.closed).toBe(true);
+  });
+
+  it('an implicit-TLS socket that has not become a session is pending, and ending it ends its TLS wrap (no crash)', async () => {
+    const secure = new SMTPServer({ secure: true, key: leaf.keyPem, cert: leaf.certPem, authOptional: true, logger: false, disableReverseLookup: true });
+    const errors: Error[] = [];
+    secure.on('error', (e) => errors.push(e)); // the failed handshake is reported, as the gateway logs it
+    const raws: net.Socket[] = [];
+    secure.server.prependListener('connection', (s: net.Socket) => raws.push(s));
+    const p = await listen(secure);
+    const silent = net.connect({ host: '127.0.0.1', port: p });
+    silent.on('error', () => {});
+    const closed = new Promise((r) => silent.once('close', r));
+    await new Promise((r) => setTimeout(r, 100));
+    silent.write(Buffer.from([0x16, 0x03, 0x01])); // the start of a ClientHello: the wrap is in mid-handshake
+    await new Promise((r) => setTimeout(r, 100));
+    expect(raws).toHaveLength(1);
+    expect(endPendingSocket(secure, raws[0])).toBe(true);
+    await closed;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(endPendingSocket(secure, raws[0])).toBe(false); // no longer pending
+    expect(errors.map((e) => e.message)).toEqual(['Socket closed while initiating TLS']);
+    await new Promise<void>((r) => secure.close(() => r()));
   });
 
   it('open sessions are counted, and told 421 and closed at shutdown', async () => {

@@ -58,3 +58,31 @@ describe('end of DATA', () => {
     expect(formatReply(evaluateData({ ...facts, receivedHeaders: MAX_RECEIVED + 1 }, 'c')!.reply)).toBe('554 5.4.6 Hop count exceeded - possible mail loop');
   });
 });
+
+describe('slot exhaustion (issue 20, item 11)', async () => {
+  const { connectionLimit, dataRate, errorLimit, sessionLimits, underStress } = await import('../../src/policy/limits.js');
+  const limits = { maxMessageSize: 1, maxRecipientsPerMessage: 5, maxConnectionsPerIp: 3, maxConnections: 100, idleTimeout: 120_000, maxMessagesPerMinutePerIp: 10, reservedConnections: 10, tlsHandshakeTimeout: 10_000, minDataRate: 1024, hardErrorLimit: 20 };
+  it('the last reservedConnections are for clients a connector lists', () => {
+    expect(connectionLimit(limits, 1, 90, false)).toBeNull();
+    expect(formatReply(connectionLimit(limits, 1, 91, false)!.reply)).toBe('421 4.7.0 Too many connected clients, try again in a moment');
+    expect(connectionLimit(limits, 1, 100, true)).toBeNull();
+    expect(connectionLimit(limits, 1, 101, true)!.reply.code).toBe(421);
+    expect(formatReply(connectionLimit(limits, 4, 10, true)!.reply)).toBe('451 4.7.500 Server busy, try again later');
+  });
+  it('stress from half the connections: 10 s idle and one error, as Postfix', () => {
+    expect(underStress(limits, 49)).toBe(false);
+    expect(underStress(limits, 50)).toBe(true);
+    expect(sessionLimits(limits, false)).toEqual({ idleTimeout: 120_000, hardErrorLimit: 20 });
+    expect(sessionLimits(limits, true)).toEqual({ idleTimeout: 10_000, hardErrorLimit: 1 });
+  });
+  it('the hard error limit', () => {
+    expect(errorLimit(19, 20)).toBeNull();
+    expect(formatReply(errorLimit(20, 20)!.reply)).toBe('421 4.7.0 Too many errors, closing connection');
+  });
+  it('DATA must average minDataRate after its grace', () => {
+    expect(dataRate(limits, 29_000, 0)).toBeNull(); // grace
+    expect(dataRate(limits, 40_000, 40 * 1024)).toBeNull();
+    expect(formatReply(dataRate(limits, 40_000, 4)!.reply)).toBe('421 4.4.2 Data transfer too slow, closing connection');
+    expect(dataRate({ ...limits, idleTimeout: 3000 }, 4000, 4)).not.toBeNull(); // the grace is at most the idle timeout
+  });
+});

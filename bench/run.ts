@@ -2,7 +2,7 @@
 // plus an idle-TLS memory scenario and a policy micro-benchmark. Loopback only, bounded.
 //   node dist-bench/bench/run.js [--sessions 50] [--messages 20] [--size 10240] [--idle 2000]
 //                                [--no-postfix] [--connectors 10000] [--ranges 100000]
-//                                [--backlog 10000] [--only-backlog]
+//                                [--backlog 10000] [--only-backlog] [--no-attack] [--only-attack]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -15,6 +15,7 @@ import { configurePostfix, ensurePostfixInstalled, POSTFIX_DIR, startPostfix, st
 import { policyMicroBenchmark } from './policy-micro.js';
 import { securityMicroBenchmark, type SecurityFigures } from './security-micro.js';
 import { traceMicroBenchmark, type TraceFigures } from './trace-micro.js';
+import { attackScenario, printAttacks, type AttackFigures } from './attack.js';
 import { backlogScenario, type BacklogFigures, type BacklogKit, type BacklogTarget, type LoadResult, type SinkDone } from './backlog.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -36,6 +37,8 @@ const { values: opt } = parseArgs({
     trace: { type: 'string', default: 'on' }, // the message trace store: on (production's default) | off
     backlog: { type: 'string', default: '10000' }, // messages in the backlog scenario (0: skip it)
     'only-backlog': { type: 'boolean', default: false },
+    'no-attack': { type: 'boolean', default: false }, // skip the "under attack" scenario
+    'only-attack': { type: 'boolean', default: false },
   },
 });
 const SESSIONS = Number(opt.sessions);
@@ -446,6 +449,13 @@ function printBacklog(b: { gateway: BacklogFigures; postfix?: BacklogFigures }):
 
 async function main(): Promise<void> {
   const certs = makeCerts();
+  const attackKit = { root: ROOT, work, cert: certs.cert, key: certs.key, rssMb: treeRssMb, track };
+  if (opt['only-attack']) {
+    const a = await attackScenario(attackKit);
+    const f = (n: number | undefined, d = 0) => (n === undefined || Number.isNaN(n) ? '—' : n.toFixed(d));
+    process.stdout.write(printAttacks(a, f, (ok) => (ok ? 'met' : 'NOT MET')).join('\n') + '\n\n' + JSON.stringify(a, null, 2) + '\n');
+    process.exit(0);
+  }
   if (opt['only-backlog']) {
     const b = await backlog(certs, Number(opt.backlog));
     process.stdout.write(printBacklog(b).join('\n') + '\n\n' + JSON.stringify(b, null, 2) + '\n');
@@ -547,6 +557,7 @@ async function main(): Promise<void> {
   results.security = await securityMicroBenchmark().catch((e: Error) => ({ skipped: e.message }));
   results.trace = traceMicroBenchmark();
   if (Number(opt.backlog) > 0) results.backlog = await backlog(certs, Number(opt.backlog));
+  if (!opt['no-attack']) results.attack = await attackScenario(attackKit);
   print(results);
   fs.rmSync(work, { recursive: true, force: true });
   process.exit(0);
@@ -644,6 +655,7 @@ function print(r: Record<string, unknown>): void {
       : ['  — (Postfix not run)']),
   );
   if (r.backlog) out.push(...printBacklog(r.backlog as { gateway: BacklogFigures; postfix?: BacklogFigures }));
+  if (r.attack) out.push(...printAttacks(r.attack as { quiet: AttackFigures; attacks: AttackFigures[] }, f, met));
   process.stdout.write(out.join('\n') + '\n\n' + JSON.stringify(r, null, 2) + '\n');
 }
 

@@ -64,6 +64,8 @@ interface SessionState {
   /** Refused commands so far, and how many the session may have (policy/limits.ts sessionLimits). */
   errors: number;
   hardErrorLimit: number;
+  /** The session reached a limit and is being closed: commands still pipelined get no answer. */
+  ending: boolean;
   tls: { version: string; cipher: string } | null;
   certNames: string[];
   /** The trust anchors the verified client certificate's chain reached (tls/anchors.ts). */
@@ -140,7 +142,7 @@ export class SessionHooks {
     if (!st) {
       // The policy in force when the session started stays in force for the whole session.
       const policy = this.deps.getPolicy();
-      st = { id: session.id, policy, errors: 0, hardErrorLimit: policy.gateway.limits.hardErrorLimit, tls: null, certNames: [], certAnchors: [], certSubject: null, txn: null, counted: false, log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }) };
+      st = { id: session.id, policy, errors: 0, hardErrorLimit: policy.gateway.limits.hardErrorLimit, ending: false, tls: null, certNames: [], certAnchors: [], certSubject: null, txn: null, counted: false, log: this.deps.log.child({ sid: session.id, ip: session.remoteAddress }) };
       this.states.set(session, st);
     }
     return st;
@@ -155,7 +157,10 @@ export class SessionHooks {
     st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: formatReply(r), ...extra }, 'refused');
     this.deps.metrics?.refusals.inc({ connector: refusal.connector ?? 'none', rule: refusal.rule, code: `${r.code} ${r.enhanced}` });
     const over = errorLimit(++st.errors, st.hardErrorLimit);
-    if (over && r.code !== 421) setImmediate(() => this.end(st, over, { errors: st.errors }));
+    if (over && r.code !== 421 && !st.ending) {
+      st.ending = true;
+      setImmediate(() => this.end(st, over, { errors: st.errors }));
+    }
     return smtpError(r);
   }
 
@@ -224,6 +229,7 @@ export class SessionHooks {
 
   private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Done): void {
     const st = this.state(session);
+    if (st.ending) return; // closed in a moment with its 421: nothing more is answered
     st.txn = null;
     const sender = address.address ?? '';
     const decision = evaluateSender(st.policy.inboundConnectors, { ip: session.remoteAddress, tls: st.tls !== null, certNames: st.certNames, certAnchors: st.certAnchors, sender });
@@ -247,6 +253,7 @@ export class SessionHooks {
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: Done): void {
     const st = this.state(session);
+    if (st.ending) return; // closed in a moment with its 421: nothing more is answered
     const txn = st.txn;
     if (!txn) return cb(smtpError(replies.needMail()));
     const recipient = address.address ?? '';
@@ -286,6 +293,10 @@ export class SessionHooks {
 
   private async onData(stream: SMTPServerDataStream, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void): Promise<void> {
     const st = this.state(session);
+    if (st.ending) {
+      stream.resume(); // read and dropped until the close a moment away
+      return;
+    }
     const txn = st.txn;
     if (!txn) return cb(smtpError(replies.needMail()));
     let writer: Awaited<ReturnType<Spool['create']>> | null = null;

@@ -21,7 +21,8 @@ function policy(refuse = false) {
     gateway: testGateway(dir, pki, {
       workers: 2,
       queue: { directory: path.join(dir, 'queue'), retryIntervals: ['1h'] },
-      limits: { maxConnectionsPerIp: 3, maxMessagesPerMinutePerIp: 4, maxConnections: 8 },
+      // Exact counting across workers: no connections held back for listed clients here.
+      limits: { maxConnectionsPerIp: 3, maxMessagesPerMinutePerIp: 4, maxConnections: 8, reservedConnections: 0 },
       admin: { address: '127.0.0.1', port: 0 },
     }),
     acceptedDomains: [{ domain: 'contoso.com' }],

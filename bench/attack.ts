@@ -48,7 +48,7 @@ function policy(kit: AttackKit, dir: string): string {
         queue: { directory: path.join(dir, 'queue'), retryIntervals: ['1h'] },
         limits: { maxMessageSize: '10MB', maxConnections: 1000, maxConnectionsPerIp: 20, maxMessagesPerMinutePerIp: 100000 },
         dns: { servers: ['127.0.0.1:9'] },
-        log: { level: 'warn' },
+        log: { level: 'info' }, // its 'started' line gives the ports
         trace: { retention: 0 },
       },
       acceptedDomains: [{ domain: 'contoso.com' }],
@@ -110,12 +110,15 @@ async function legit(port: number, until: number): Promise<{ sent: number; accep
   return { sent, accepted, latencies };
 }
 
-/** A raw connection from `from`, errors swallowed (the attacker does not care). */
-function raw(port: number, from: string): Promise<net.Socket | null> {
+/** A raw connection from `from`, errors swallowed (the attacker does not care); `ended` once the gateway closed it. */
+function raw(port: number, from: string): Promise<(net.Socket & { ended?: boolean }) | null> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port, localAddress: from });
+    const s: net.Socket & { ended?: boolean } = net.connect({ host: '127.0.0.1', port, localAddress: from });
     s.on('error', () => resolve(null));
     s.once('connect', () => resolve(s));
+    s.once('end', () => (s.ended = true));
+    s.once('close', () => (s.ended = true));
+    s.resume(); // read (and drop) what the gateway says, as a client would
     s.setTimeout(60_000, () => s.destroy());
   });
 }
@@ -200,9 +203,9 @@ const ATTACKS: Attack[] = [
   {
     name: '2,000 idle connections from 100 addresses',
     run: async (p, until) => {
-      const socks = (await Promise.all(Array.from({ length: 2000 }, (_, k) => raw(p.mx!, `127.0.2.${1 + (k % 100)}`)))).filter((s): s is net.Socket => !!s);
+      const socks = (await Promise.all(Array.from({ length: 2000 }, (_, k) => raw(p.mx!, `127.0.2.${1 + (k % 100)}`)))).filter((s): s is net.Socket & { ended?: boolean } => !!s);
       await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
-      const open = socks.filter((s) => !s.destroyed).length;
+      const open = socks.filter((s) => !s.ended).length;
       socks.forEach((s) => s.destroy());
       return `${socks.length} connected, ${open} still open at the end`;
     },
@@ -226,9 +229,9 @@ const ATTACKS: Attack[] = [
   {
     name: '1,100 implicit-TLS connections that never send a ClientHello',
     run: async (p, until) => {
-      const socks = (await Promise.all(Array.from({ length: 1100 }, (_, k) => raw(p.smtps!, `127.0.3.${1 + (k % 100)}`)))).filter((s): s is net.Socket => !!s);
+      const socks = (await Promise.all(Array.from({ length: 1100 }, (_, k) => raw(p.smtps!, `127.0.3.${1 + (k % 100)}`)))).filter((s): s is net.Socket & { ended?: boolean } => !!s);
       await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
-      const open = socks.filter((s) => !s.destroyed).length;
+      const open = socks.filter((s) => !s.ended).length;
       socks.forEach((s) => s.destroy());
       return `${socks.length} connected, ${open} still open at the end`;
     },

@@ -183,7 +183,12 @@ export class SessionHooks {
       const limits = st.policy.gateway.limits;
       const listed = listedByConnector(st.policy.inboundConnectors, session.remoteAddress);
       const refusal = connectionLimit(limits, open.perIp, open.total, listed);
-      if (refusal) return cb(this.refuse(st, refusal, { connections: open.perIp, total: open.total, listed }));
+      if (refusal) {
+        // The session ends at its refusal: uncounted now, not when the client gets round to
+        // closing its half of the socket (an attacker never does, and would hold the count).
+        this.uncount(st, session.remoteAddress);
+        return cb(this.refuse(st, refusal, { connections: open.perIp, total: open.total, listed }));
+      }
       // Postfix's stress mode: past half the connections, a new session gets shorter limits.
       const stressed = underStress(limits, open.total);
       const own = sessionLimits(limits, stressed);
@@ -198,9 +203,15 @@ export class SessionHooks {
 
   private onClose(session: SMTPServerSession): void {
     const st = this.states.get(session);
-    if (!st?.counted) return;
+    if (st) this.uncount(st, session.remoteAddress);
+  }
+
+  /** Gives a session's count back, once. */
+  private uncount(st: SessionState, ip: string): void {
+    if (!st.counted) return;
+    st.counted = false;
     this.deps.metrics?.activeSessions.dec();
-    this.counters.close(session.remoteAddress);
+    this.counters.close(ip);
   }
 
   private onSecure(socket: tls.TLSSocket, session: SMTPServerSession, cb: Done): void {

@@ -59,6 +59,25 @@ describe('connections kept for the servers a connector lists', () => {
       await closeAll(held);
     }
   });
+
+  it('a client refused at connect is uncounted at once, though it never closes its half of the socket', async () => {
+    const held: RawSmtp[] = [];
+    try {
+      for (let i = 0; i < 6; i++) held.push((await open(`127.0.0.${50 + i}`)).c);
+      for (let i = 0; i < 3; i++) {
+        const { c, greeting } = await open(`127.0.0.${60 + i}`); // refused, and kept open by the client
+        expect(greeting).toMatch(/^421 4\.7\.0 /);
+        held.push(c);
+      }
+      held.shift()!.close(); // one real session ends: a slot is free again
+      await new Promise((r) => setTimeout(r, 300));
+      const { c, greeting } = await open('127.0.0.63');
+      held.push(c);
+      expect(greeting).toMatch(/^220 /);
+    } finally {
+      await closeAll(held);
+    }
+  });
 });
 
 describe('errors end a session (smtpd_hard_error_limit)', () => {

@@ -148,6 +148,20 @@ async function attackerData(port: number, from: string, feed: (s: net.Socket) =>
 
 const write = (s: net.Socket, b: Buffer | string): Promise<void> => new Promise((r) => (s.write(b) ? r() : s.once('drain', () => r())));
 
+/** `sessions` attackers from `from(i)`, each sending messages fed by `feed` until `until`; how many in all. */
+async function flood(port: number, sessions: number, from: (i: number) => string, until: number, feed: (s: net.Socket) => Promise<void>): Promise<number> {
+  let n = 0;
+  await Promise.all(
+    Array.from({ length: sessions }, async (_, i) => {
+      while (Date.now() < until) {
+        await attackerData(port, from(i), feed);
+        n++;
+      }
+    }),
+  );
+  return n;
+}
+
 type Attack = { name: string; run: (ports: Record<string, number>, until: number) => Promise<string> };
 
 const ATTACKS: Attack[] = [
@@ -155,13 +169,7 @@ const ATTACKS: Attack[] = [
     name: 'ReDoS: 80 headers of 64 KB against a header rule',
     run: async (p, until) => {
       const header = Buffer.from(Array.from({ length: 80 }, () => `X-Note: confidential ${'a'.repeat(64 * 1024)}\r\n`).join(''));
-      let n = 0;
-      await Promise.all(Array.from({ length: 4 }, async (_, i) => {
-        while (Date.now() < until) {
-          await attackerData(p.mx!, `127.0.1.${i + 1}`, async (s) => write(s, Buffer.concat([header, Buffer.from('\r\nbody\r\n.\r\n')])));
-          n++;
-        }
-      }));
+      const n = await flood(p.mx!, 4, (i) => `127.0.1.${i + 1}`, until, (s) => write(s, Buffer.concat([header, Buffer.from('\r\nbody\r\n.\r\n')])));
       return `${n} messages of 5 MB of headers`;
     },
   },
@@ -169,17 +177,11 @@ const ATTACKS: Attack[] = [
     name: 'oversized DATA: 30 MB against a 10 MB limit',
     run: async (p, until) => {
       const chunk = Buffer.alloc(1024 * 1024, 'a');
-      let n = 0;
-      await Promise.all(Array.from({ length: 2 }, async (_, i) => {
-        while (Date.now() < until) {
-          await attackerData(p.mx!, `127.0.1.${10 + i}`, async (s) => {
-            await write(s, 'Subject: big\r\n\r\n');
-            for (let k = 0; k < 30 && !s.destroyed; k++) await write(s, chunk);
-            await write(s, '\r\n.\r\n');
-          });
-          n++;
-        }
-      }));
+      const n = await flood(p.mx!, 2, (i) => `127.0.1.${10 + i}`, until, async (s) => {
+        await write(s, 'Subject: big\r\n\r\n');
+        for (let k = 0; k < 30 && !s.destroyed; k++) await write(s, chunk);
+        await write(s, '\r\n.\r\n');
+      });
       return `${n} messages`;
     },
   },
@@ -187,16 +189,10 @@ const ATTACKS: Attack[] = [
     name: 'a header section that never ends (40 MB)',
     run: async (p, until) => {
       const lines = Buffer.from(`X-Filler: ${'h'.repeat(1000)}\r\n`.repeat(1024));
-      let n = 0;
-      await Promise.all(Array.from({ length: 2 }, async (_, i) => {
-        while (Date.now() < until) {
-          await attackerData(p.mx!, `127.0.1.${20 + i}`, async (s) => {
-            for (let k = 0; k < 40 && !s.destroyed; k++) await write(s, lines);
-            await write(s, '.\r\n');
-          });
-          n++;
-        }
-      }));
+      const n = await flood(p.mx!, 2, (i) => `127.0.1.${20 + i}`, until, async (s) => {
+        for (let k = 0; k < 40 && !s.destroyed; k++) await write(s, lines);
+        await write(s, '.\r\n');
+      });
       return `${n} messages`;
     },
   },

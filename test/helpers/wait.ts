@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 // Small waiting helpers shared by the integration tests.
 import net from 'node:net';
 
@@ -26,4 +27,20 @@ export function accepting(port: number): Promise<boolean> {
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
+}
+
+/** The processes a process started (from /proc): a gateway's SMTP worker processes. */
+export function children(pid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }

@@ -3,35 +3,18 @@
 // a worker killed right after its 250 leaves nothing that only a restart would find. Each
 // message is acknowledged, the worker is killed with SIGKILL the moment the 250 arrives, and
 // every acknowledged message must reach the next hop — with no restart — and be in the trace.
-import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePki } from '../helpers/pki.js';
 import { runCli, startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { RawSmtp } from '../helpers/raw.js';
 import { startSink, type Sink } from '../helpers/sink.js';
-import { freePort, until } from '../helpers/wait.js';
+import { children, freePort, until } from '../helpers/wait.js';
 
 let dir: string;
 let file: string;
 let gw: RunningGateway;
 let sink: Sink;
-
-/** The processes a process started (from /proc). */
-function children(pid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 beforeAll(async () => {
   dir = tmpDir('handover');

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePki, type TestPki } from '../helpers/pki.js';
 import { runCli, startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { RawSmtp } from '../helpers/raw.js';
-import { until } from '../helpers/wait.js';
+import { children, until } from '../helpers/wait.js';
 
 let dir: string;
 let pki: TestPki;
@@ -29,22 +29,6 @@ function policy(refuse = false) {
     inboundConnectors: refuse ? [{ name: 'Closed', connectorType: 'partner', senderDomains: ['example.org'], senderIPAddresses: ['192.0.2.1'], restrictDomainsToIPAddresses: true }] : [],
     outboundConnectors: [{ name: 'On-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: ['[127.0.0.1]:9'] }],
   };
-}
-
-/** The processes a process started (from /proc). */
-function children(pid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
 }
 
 async function message(from: string, n: number): Promise<string> {

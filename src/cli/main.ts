@@ -15,6 +15,14 @@ const tlsReport = (a: string[]) => import('./tls-report.js').then((m) => m.tlsRe
 const importPolicy = (a: string[]) => import('./import.js').then((m) => m.importPolicy(a));
 const trace = (a: string[]) => import('./trace.js').then((m) => m.trace(a));
 
+// Node.js 24 or newer (node:sqlite, TLSA lookups, the TLS stack measured): an older one gets one
+// line saying what to do, before any command's module is loaded — never a stack trace.
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+if (NODE_MAJOR < 24) {
+  process.stderr.write(`connector-gateway needs Node.js 24 or newer; this is ${process.version}. In this shell run \`. scripts/node24.sh\` (it fetches Node 24 from the npm registry), or install Node.js 24.\n`);
+  process.exit(1);
+}
+
 // fsync and file I/O run on libuv's thread pool; 4 threads (the default) serialise the commits
 // of concurrent sessions. Must be set before the pool's first use.
 process.env.UV_THREADPOOL_SIZE ??= '16';

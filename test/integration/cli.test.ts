@@ -2,9 +2,24 @@
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCli, startGateway, tmpDir } from '../helpers/gateway.js';
+import { execFile } from 'node:child_process';
+import { CLI, runCli, startGateway, tmpDir } from '../helpers/gateway.js';
 
 describe('connector-gateway check', () => {
+  it('an older Node.js gets one line saying what to do, and exit 1 — never a stack trace (every command)', async () => {
+    const dir = tmpDir('old-node');
+    // Node 20 as the machine has it, simulated on any Node: process.versions says 20 from the start.
+    const pre = path.join(dir, 'node20.mjs');
+    fs.writeFileSync(pre, "Object.defineProperty(process.versions, 'node', { value: '20.20.2' }); Object.defineProperty(process, 'version', { value: 'v20.20.2' });\n");
+    for (const args of [['trace'], ['serve'], ['--version']]) {
+      const r = await new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
+        execFile(process.execPath, ['--import', pre, CLI, ...args], { cwd: dir }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+      });
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trim().split('\n')).toEqual(['connector-gateway needs Node.js 24 or newer; this is v20.20.2. In this shell run `. scripts/node24.sh` (it fetches Node 24 from the npm registry), or install Node.js 24.']);
+    }
+  });
   it('prints errors with file:line:column and exits 1', async () => {
     const dir = tmpDir('check');
     fs.writeFileSync(

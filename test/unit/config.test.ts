@@ -145,6 +145,17 @@ describe('the bundled policy', () => {
     expect(formatDiagnostics(r)).toEqual([]);
     expect(r.policy!.inboundConnectors.length).toBeGreaterThanOrEqual(7);
   });
+  it('sends nothing off the machine: DNS to loopback only, every smart host on loopback, other domains to a local sink (issue 21)', async () => {
+    const { routeDomain } = await import('../../src/policy/outbound.js');
+    const p = loadPolicyFile(path.resolve(import.meta.dirname, '../../config/gateway.yaml'), { checkFiles: false }).policy!;
+    expect(p.gateway.dns.servers.length).toBeGreaterThan(0);
+    for (const s of p.gateway.dns.servers) expect(s).toMatch(/^127\./);
+    for (const c of p.outboundConnectors) for (const h of c.smartHosts) expect(h.literal && h.host.startsWith('127.'), `${c.name}: ${h.text}`).toBe(true);
+    const internet = routeDomain(p, 'gmail.com');
+    expect(internet.kind === 'connector' && internet.connector.smartHosts.map((h) => h.text)).toEqual(['[127.0.0.1]:2627']);
+    // MX routes (a partner that names useMXRecord) resolve through the loopback DNS only.
+    for (const c of p.outboundConnectors.filter((x) => x.useMXRecord)) expect(c.smartHosts).toEqual([]);
+  });
 });
 
 describe('addresses in the policy are read strictly (issue 20, item 4)', () => {

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
 import { StatefulSet } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
@@ -85,4 +85,13 @@ describe('deploy/kubernetes', () => {
     const text = fs.readFileSync(path.resolve(import.meta.dirname, '../../deploy/container/gateway.yaml'), 'utf8');
     expect(formatDiagnostics(loadPolicyText(text, 'deploy/container/gateway.yaml', { checkFiles: false }))).toEqual([]);
   });
+  it('GatewayDown selects the pods the manifests scrape by annotation (their app.kubernetes.io/name label), not only a job name (issue 21)', () => {
+    const rules = parseYaml(fs.readFileSync(path.resolve(DIR, '../monitoring/prometheus-rules.yaml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+    const down = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === 'GatewayDown')!;
+    const s = docs.find((d: any) => d.kind === 'StatefulSet') as any;
+    const name = s.spec.template.metadata.labels['app.kubernetes.io/name'];
+    expect(s.spec.template.metadata.annotations['prometheus.io/scrape']).toBe('true');
+    expect(down.expr).toContain(`up{app_kubernetes_io_name="${name}"}`);
+  });
 });
+

@@ -19,7 +19,9 @@ import { describePolicies, outboundPolicies, planHops } from '../delivery/plan.j
 import type { Route } from '../policy/outbound.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
+/** One step of a probe: whether its check passed, and whether the connector requires it (PASS, FAIL, or INFO for a check not required). */
 type Step = { ok: boolean; what: string; detail: string; required: boolean };
+const verdict = (s: Step): 'PASS' | 'FAIL' | 'INFO' => (s.ok ? 'PASS' : s.required ? 'FAIL' : 'INFO');
 
 async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDomain: string, trust: tls.SecureContext): Promise<Step[]> {
   const steps: Step[] = [];
@@ -34,18 +36,18 @@ async function probe(hop: NextHop, c: OutboundConnector, policy: Policy, rcptDom
     steps.push({ ok: banner.startsWith('220'), what: 'banner', detail: banner.split('\n')[0]!, required: true });
     const ehlo = await reply(`EHLO ${policy.gateway.hostname}`);
     const offered = /^250[ -]STARTTLS\b/im.test(ehlo);
-    steps.push({ ok: offered || !tlsRequired, what: 'STARTTLS offered', detail: offered ? 'yes' : 'no', required: tlsRequired });
+    steps.push({ ok: offered, what: 'STARTTLS offered', detail: offered ? 'yes' : 'no', required: tlsRequired });
     if (!offered) return steps;
     const st = await reply('STARTTLS');
     if (!st.startsWith('220')) {
-      steps.push({ ok: !tlsRequired, what: 'STARTTLS', detail: st, required: tlsRequired });
+      steps.push({ ok: false, what: 'STARTTLS', detail: st, required: tlsRequired });
       return steps;
     }
     const secure = await d.starttls({ servername: hop.name !== hop.address ? hop.name : undefined, rejectUnauthorized: false, secureContext: trust, minVersion: 'TLSv1.2' });
     steps.push({ ok: true, what: 'TLS', detail: `${secure.getProtocol()} ${secure.getCipher()?.standardName ?? ''}`, required: tlsRequired });
     const chainNeeded = c.tlsSettings === 'certificateValidation' || c.tlsSettings === 'domainValidation';
     steps.push({
-      ok: secure.authorized || !chainNeeded,
+      ok: secure.authorized,
       what: 'certificate chain',
       detail: secure.authorized ? 'verified' : `not verified (${secure.authorizationError})`,
       required: chainNeeded,
@@ -100,8 +102,8 @@ export async function validate(args: string[]): Promise<void> {
   for (const hop of hops) {
     out.push(`next hop ${hop.name} [${hop.address}]:${hop.port}`);
     for (const s of await probe(hop, c, policy, rcptDomain, trust)) {
-      out.push(`  ${s.ok ? 'PASS' : s.required ? 'FAIL' : 'WARN'} ${s.what}: ${s.detail}`);
-      if (!s.ok && s.required) failed = true;
+      out.push(`  ${verdict(s)} ${s.what}: ${s.detail}${verdict(s) === 'INFO' ? ` (not required by tlsSettings ${c.tlsSettings ?? 'null'})` : ''}`);
+      if (verdict(s) === 'FAIL') failed = true;
     }
   }
   if (values.to) {

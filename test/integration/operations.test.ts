@@ -319,6 +319,10 @@ describe('validate', () => {
     expect(good.stdout).toMatch(/PASS TLS: TLSv1\.[23]/);
     expect(good.stdout).toMatch(/PASS test message to u@contoso\.com: delivered/);
     expect(good.stdout).toContain('result: PASS');
+    // A check the connector does not require is INFO, never PASS when it did not pass (issue 21).
+    expect(good.stdout).not.toMatch(/PASS certificate chain: not verified/);
+    // The sink's certificate is the test helper's own, trusted by no root; tlsSettings null (opportunistic).
+    expect(good.stdout).toMatch(/INFO certificate chain: not verified \(.*\) \(not required by tlsSettings null\)/);
     expect(good.code).toBe(0);
     const plain = await startSink({ noStartTls: true });
     try {

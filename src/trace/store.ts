@@ -74,7 +74,7 @@ export class TraceStore {
   private readonly db: DatabaseSync;
   private pending: string[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private readonly st: Record<'message' | 'recipient' | 'recipientStatus' | 'event' | 'status' | 'deleted', StatementSync>;
+  private readonly st: Record<'message' | 'recipient' | 'recipientStatus' | 'event' | 'status' | 'deleted' | 'recipientsDeleted', StatementSync>;
 
   constructor(
     readonly file: string,
@@ -99,6 +99,8 @@ export class TraceStore {
       event: prep('INSERT INTO events (qid, at, event, recipient, detail) VALUES (?, ?, ?, ?, ?)'),
       status: prep(STATUS_SQL),
       deleted: prep(`UPDATE messages SET status = 'deleted' WHERE qid = ?`),
+      // A deleted message's recipients that were still waiting will never be delivered: deleted, not deferred.
+      recipientsDeleted: prep(`UPDATE recipients SET status = 'deleted' WHERE qid = ? AND status NOT IN ('delivered', 'failed')`),
     };
   }
 
@@ -152,7 +154,10 @@ export class TraceStore {
       this.st.recipientStatus.run(status, `${'code' in e ? e.code : ''} ${e.result}`.trim(), qid, e.recipient.toLowerCase());
       this.st.status.run(qid);
     }
-    if (e.event === 'deleted') this.st.deleted.run(qid);
+    if (e.event === 'deleted') {
+      this.st.deleted.run(qid);
+      this.st.recipientsDeleted.run(qid);
+    }
   }
 
   /** Removes what is older than `retentionMs`; returns how many messages went. */

@@ -91,6 +91,8 @@ describe('message trace', () => {
     await new Promise((r) => setTimeout(r, 600));
     const j = JSON.parse((await runCli(['trace', '--queue-id', ids.down!, '--json', '--config', file], dir)).stdout);
     expect(j.status).toBe('deleted');
+    expect(j.recipients).toEqual([expect.objectContaining({ address: 'carol@down.test', status: 'deleted' })]); // not '(deferred)' (issue 21)
+    expect((await runCli(['trace', '--queue-id', ids.down!, '--config', file], dir)).stdout).toContain('carol@down.test (deleted)');
     expect(j.timeline.map((e: { event: string }) => e.event)).toContain('deleted');
   });
 

@@ -14,6 +14,7 @@ const validate = (a: string[]) => import('./validate.js').then((m) => m.validate
 const tlsReport = (a: string[]) => import('./tls-report.js').then((m) => m.tlsReport(a));
 const importPolicy = (a: string[]) => import('./import.js').then((m) => m.importPolicy(a));
 const trace = (a: string[]) => import('./trace.js').then((m) => m.trace(a));
+const reloadCommand = (a: string[]) => import('./reload.js').then((m) => m.reload(a));
 
 // Node.js 24 or newer (node:sqlite, TLSA lookups, the TLS stack measured): an older one gets one
 // line saying what to do, before any command's module is loaded — never a stack trace.
@@ -38,6 +39,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   serve: { synopsis: 'serve [--config FILE]', about: 'run the daemon (the default command); SIGHUP or a saved file reloads the policy, SIGTERM stops', run: serve },
   check: { synopsis: 'check [--config FILE]', about: 'validate the policy: errors and warnings as file:line:column with a fix; exit 0 ok, 1 errors', run: check },
+  reload: { synopsis: 'reload [--config FILE]', about: 'the running daemon reads its policy again (as SIGHUP): reloaded, unchanged, or refused with its errors; exit 0, or 1 when refused or no daemon runs', run: reloadCommand },
   explain: {
     synopsis: 'explain --ip IP [--cert-name NAME [--cert-ca FILE|public]] [--tls] --from ADDR --to ADDR [--to ADDR…] [--header "Name: value"…] [--size SIZE] [--requiretls] [--config FILE]',
     about: 'which connectors, rules and security apply and what the gateway would answer; exit 0 accepted, 3 refused',

@@ -3,6 +3,7 @@
 // SMTP worker processes), the control channel, the message trace, TLS reports, the admin HTTP —
 // and three operations: start, reload, stop. It wires the rooms together and decides nothing
 // itself; `cli/serve.ts` only turns signals and file changes into these calls.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { adminToken } from '../config/lint.js';
@@ -48,6 +49,8 @@ export class Daemon {
   private control: { close: () => void } | null = null;
   private ready = false;
   private stopping = false;
+  /** The fingerprint of the policy in force when it was read (fingerprint()). */
+  private applied = '';
 
   /** Reads the policy (already checked by the caller) and opens the trace and the logger. */
   constructor(
@@ -74,6 +77,32 @@ export class Daemon {
     this.tlsResults = new TlsResultLog(tlsResultDir(this.spool.dir));
     // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
     this.delivery = this.deliveryDeps(policy);
+    this.applied = this.fingerprint(policy);
+  }
+
+  /** The policy file's text and the content of every file a policy names, hashed: what a reload would read. */
+  private fingerprint(policy: Policy): string {
+    const h = createHash('sha256');
+    const files = [
+      this.file,
+      policy.gateway.tls.certificate,
+      policy.gateway.tls.key,
+      policy.gateway.tls.clientCertificateAuthorities,
+      policy.gateway.admin?.tokenFile ?? null,
+      ...policy.inboundConnectors.map((c) => c.tlsCertificateAuthorities),
+      ...policy.outboundConnectors.map((c) => c.tlsCertificateAuthorities),
+    ];
+    for (const f of files) {
+      if (!f) continue;
+      h.update(f).update('\0');
+      try {
+        h.update(fs.readFileSync(f));
+      } catch (e) {
+        h.update(`unreadable: ${(e as NodeJS.ErrnoException).code ?? ''}`);
+      }
+      h.update('\0');
+    }
+    return h.digest('hex');
   }
 
   /** Delivery's dependencies for a policy, with the daemon's MTA-STS cache and report sinks. */
@@ -127,6 +156,8 @@ export class Daemon {
     // queue retry/delete act through the daemon (queue/control.ts), never racing an attempt. Started
     // first: it also makes sure no other gateway runs on this queue before recovery touches it.
     this.control = await startControl(spool.dir, this.controlHandler());
+    // A pid file for scripts and service managers (Postfix's master.pid), removed at stop.
+    fs.writeFileSync(pidFile(spool.dir), `${process.pid}\n`);
     // The queue is recovered while the listeners start (a content file that appears meanwhile is
     // a receipt of this run, not a leftover: Spool.recover); then it is read in the background.
     const recovering = spool.recover(Date.now()).then((r) => {
@@ -189,6 +220,7 @@ export class Daemon {
       delete: (id) => this.manager.delete(id),
       hold: (id, destination) => this.manager.hold(id, destination),
       release: (id, destination) => this.manager.release(id, destination),
+      reload: () => this.reloadWithReport('reload command'),
       tlsReport: async (now) => {
         if (!this.policy.gateway.outbound.tlsReporting) throw new Error('TLS reporting is off (gateway.outbound.tlsReporting: false)');
         const day = now ? dayOf(new Date()) : dayOf(new Date(Date.now() - 86_400_000));
@@ -204,7 +236,19 @@ export class Daemon {
    * worker has the new one.
    */
   async reload(why: string): Promise<boolean> {
+    return (await this.reloadWithReport(why)).applied;
+  }
+
+  /** reload, saying why it was refused (file:line:column) or what it warned about: for `connector-gateway reload`. */
+  async reloadWithReport(why: string): Promise<{ applied: boolean; lines: string[] }> {
     const { log, metrics } = this;
+    // Nothing changed since the policy in force was read (its text and every file it names): an
+    // edit the file watch already applied, followed by SIGHUP, is one reload, not two.
+    const seen = this.fingerprint(this.policy);
+    if (seen === this.applied) {
+      log.info({ event: 'reload-unchanged', trigger: why }, 'policy and its files unchanged: nothing to reload');
+      return { applied: true, lines: ['unchanged: the policy and the files it names are as they were'] };
+    }
     let next: BuiltDeliveryDeps | null = null;
     const r = reloadPolicy(this.file, (p) => {
       next = this.deliveryDeps(p); // reads the certificate and key: a refusal leaves nothing changed
@@ -213,7 +257,7 @@ export class Daemon {
     if (!r.ok || !next) {
       metrics?.reloads.inc({ result: 'refused' });
       log.error({ event: 'reload-refused', trigger: why, errors: r.ok ? [] : r.errors }, 'policy reload refused; the running policy stays in force');
-      return false;
+      return { applied: false, lines: r.ok ? ['refused'] : r.errors };
     }
     this.delivery.pool.closeAll(); // cached connections were made under the old policy and identity
     this.delivery = next;
@@ -222,13 +266,14 @@ export class Daemon {
     if (JSON.stringify(r.policy.gateway.admin ?? null) !== JSON.stringify(before.gateway.admin ?? null)) log.warn({ event: 'reload-admin' }, 'admin listener changes take effect at the next restart');
     if (r.policy.gateway.workers !== before.gateway.workers) log.warn({ event: 'reload-workers' }, 'a change of gateway.workers takes effect at the next restart');
     this.policy = r.policy;
+    this.applied = this.fingerprint(r.policy);
     const refused = this.workers ? await this.workers.reload() : [];
     if (refused.length) log.error({ event: 'reload-workers-failed', errors: refused }, 'some SMTP workers kept the previous policy');
     log.level = this.policy.gateway.log.level;
     metrics?.reloads.inc({ result: 'applied' });
     log.info({ event: 'reloaded', trigger: why, warnings: r.warnings }, 'policy reloaded');
     this.logOutboundSecurity();
-    return true;
+    return { applied: true, lines: r.warnings };
   }
 
   /** Stops accepting, lets sessions finish (bounded), stops delivery, closes the stores. */
@@ -243,6 +288,7 @@ export class Daemon {
     this.trace?.close();
     this.verifier?.close();
     this.control?.close();
+    fs.rmSync(pidFile(this.spool.dir), { force: true });
     this.delivery.pool.closeAll();
     this.log.info({ event: 'stopped' }, 'stopped');
     await new Promise<void>((r) => this.log.flush(() => r()));
@@ -264,4 +310,9 @@ function adminTokenOf(tokenFile: string | null): string | null {
   const fromEnv = process.env.GATEWAY_ADMIN_TOKEN?.trim();
   if (fromEnv) return fromEnv;
   return tokenFile ? adminToken(fs.readFileSync(tokenFile, 'utf8')) || null : null;
+}
+
+/** The daemon's pid file, in its queue directory (the one place a gateway owns alone). */
+export function pidFile(queueDir: string): string {
+  return path.join(queueDir, '.gateway.pid');
 }

@@ -15,7 +15,8 @@ export type ControlRequest =
   | { op: 'retry'; id: string | null }
   | { op: 'hold' | 'release'; id: string | null; destination: string | null }
   | { op: 'delete'; id: string }
-  | { op: 'tls-report'; now: boolean };
+  | { op: 'tls-report'; now: boolean }
+  | { op: 'reload' };
 export type ControlReply = { ok: true; count: number; lines?: string[] } | { ok: false; error: string };
 
 export interface ControlHandler {
@@ -28,6 +29,8 @@ export interface ControlHandler {
   delete(id: string): Promise<boolean>;
   /** Sends TLS reports (today so far with `now`, else yesterday's); one line per rua. */
   tlsReport?(now: boolean): Promise<string[]>;
+  /** Reloads the policy file (`connector-gateway reload`): the errors when it is refused. */
+  reload?(): Promise<{ applied: boolean; lines: string[] }>;
 }
 
 export function controlSocketPath(queueDir: string): string {
@@ -43,6 +46,7 @@ export function parseRequest(line: string): ControlRequest | null {
   try {
     const r = JSON.parse(line) as { op?: unknown; id?: unknown };
     const id = r.id === null ? null : typeof r.id === 'string' && isQueueId(r.id) ? r.id : undefined;
+    if (r.op === 'reload') return { op: 'reload' };
     if (id === undefined && r.op !== 'tls-report') return null;
     if (r.op === 'retry' && id !== undefined) return { op: 'retry', id };
     const destination = (r as { destination?: unknown }).destination ?? null;
@@ -64,6 +68,11 @@ async function answer(handler: ControlHandler, req: ControlRequest): Promise<Con
     if (!handler.tlsReport) return { ok: false, error: 'TLS reporting is off (gateway.outbound.tlsReporting: false)' };
     const lines = await handler.tlsReport(req.now);
     return { ok: true, count: lines.length, lines };
+  }
+  if (req.op === 'reload') {
+    if (!handler.reload) return { ok: false, error: 'this daemon cannot reload through the control channel' };
+    const r = await handler.reload();
+    return r.applied ? { ok: true, count: 1, lines: r.lines } : { ok: false, error: r.lines.join('\n') };
   }
   if (req.op === 'retry') return { ok: true, count: await handler.retry(req.id) };
   return { ok: true, count: await handler[req.op](req.id, req.destination) }; // hold, release

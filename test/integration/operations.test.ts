@@ -259,6 +259,30 @@ describe('hot reload', () => {
     fs.writeFileSync(file, good);
     expect(metric(await scrape(), 'gateway_policy_reloads_total', { result: 'refused' })).toBeGreaterThanOrEqual(1);
   });
+  it('an edit and then SIGHUP is one reload, not two; `connector-gateway reload` says how it went; the pid file names the daemon (issue 21)', async () => {
+    const before = gw.events('reloaded').length;
+    const unchangedBefore = gw.events('reload-unchanged').length;
+    fs.writeFileSync(file, stringify(policy({ contosoRequireTls: false })));
+    await gw.waitFor(() => gw.events('reloaded').length > before, 10_000); // the file watch
+    gw.proc.kill('SIGHUP'); // the operator's habit, after the edit
+    await gw.waitFor(() => gw.events('reload-unchanged').length > unchangedBefore, 10_000);
+    expect(gw.events('reloaded').length).toBe(before + 1);
+    const same = await runCli(['reload', '--config', file], dir);
+    expect(same.code).toBe(0);
+    expect(same.stdout).toMatch(/^unchanged/);
+    fs.writeFileSync(file, stringify(policy({ contosoRequireTls: true })));
+    const applied = await runCli(['reload', '--config', file], dir);
+    expect(applied.stdout).toMatch(/^reloaded/);
+    expect(applied.code).toBe(0);
+    const good = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, good + '  bogusKey: [\n');
+    const refused = await runCli(['reload', '--config', file], dir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/reload refused; the running policy stays in force:\n.*gateway\.yaml:\d+:\d+: error/);
+    fs.writeFileSync(file, good);
+    const pid = fs.readFileSync(path.join(dir, 'queue', '.gateway.pid'), 'utf8').trim();
+    expect(Number(pid)).toBe(gw.proc.pid);
+  });
   it('a file change alone (no signal) reloads too', async () => {
     const before = gw.events('reloaded').length;
     fs.writeFileSync(file, stringify(policy({ contosoRequireTls: false })));

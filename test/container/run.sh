@@ -15,9 +15,10 @@ MX=12525 ADMIN=18025 ONPREM=12626 PARTNER=12627
 say() { printf '%s\n' "$*"; }
 skip() { say "SKIP container suite: $*"; exit 0; }
 
-# 1. A Docker engine (Debian's docker.io; started here when not running).
-if ! command -v docker >/dev/null 2>&1; then
-  [ "$(id -u)" = 0 ] || skip "no docker command and not root to install it"
+# 1. A Docker engine (Debian's docker.io; started here when not running). A machine may have the
+#    docker client alone (no engine): the engine is installed then too.
+if ! command -v docker >/dev/null 2>&1 || { ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; }; then
+  [ "$(id -u)" = 0 ] || skip "no Docker engine and not root to install it"
   apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null 2>&1 || skip "docker.io could not be installed"
 fi
 if ! docker info >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 // `ConvertTo-Json`: one object or an array, enums as names or numbers, address spaces like
 // "smtp:*;1", IP ranges and smart hosts as strings or objects. Each object becomes policy
 // entries; every parameter that has no equivalent is listed, so nothing is dropped silently.
+import { decodeTextFile } from '../mail/text-file.js';
 
 export type ExchangeObject = Record<string, unknown>;
 
@@ -50,8 +51,21 @@ function ipRange(v: unknown): string {
 /** A smart host: a name or an address (an object with Domain or Address). IP addresses in brackets. */
 function smartHost(v: unknown): string {
   const o = v as { Address?: unknown; Domain?: unknown; IsIPAddress?: boolean };
-  const s = typeof v === 'string' ? v.trim() : text(o?.Address ?? o?.Domain);
+  const s = typeof v === 'string' ? v.trim() : (hostOf(o?.IsIPAddress === false ? null : o?.Address) || hostOf(o?.Domain) || hostOf(o?.Address));
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(s) || s.includes(':') ? `[${s.replace(/^\[|\]$/g, '')}]` : s;
+}
+
+/**
+ * A host as Exchange Server's SmartHost prints it through ConvertTo-Json: a string, an
+ * IPAddress object (IPAddressToString), or a domain object (HostnameString, or Domain).
+ */
+function hostOf(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'string') return v.trim();
+  if (typeof v !== 'object') return String(v);
+  const o = v as { IPAddressToString?: unknown; HostnameString?: unknown; Domain?: unknown; Address?: unknown };
+  for (const x of [o.IPAddressToString, o.HostnameString, o.Domain, o.Address]) if (typeof x === 'string' && x.trim()) return x.trim();
+  return '';
 }
 
 /** An enum printed as its name or its number. */
@@ -174,7 +188,9 @@ export function importExchange(objects: readonly ExchangeObject[]): Imported {
     if (kind === 'outbound' || kind === 'send') {
       const send = kind === 'send';
       const domains = list(send ? o.AddressSpaces : o.RecipientDomains).map(addressSpaceDomain).filter(Boolean).map((d) => d.toLowerCase());
-      const hosts = list(o.SmartHosts).map(smartHost).filter(Boolean);
+      // Exchange Server also prints SmartHostsString ("[10.0.0.5],mail.contoso.com"): the plainest form when present.
+      const hostsString = typeof o.SmartHostsString === 'string' && o.SmartHostsString.trim() ? o.SmartHostsString.split(',').map((h: string) => h.trim()).filter(Boolean) : null;
+      const hosts = (hostsString ?? list(o.SmartHosts)).map(smartHost).filter(Boolean);
       const mx = send ? o.DNSRoutingEnabled === true || !hosts.length : o.UseMXRecord === true || !hosts.length;
       const tls = send ? (o.RequireTLS === true ? (tlsSettings(o.TlsAuthLevel) ?? 'encryptionOnly') : null) : tlsSettings(o.TlsSettings);
       const tlsDomain = text(o.TlsDomain) || null;
@@ -223,9 +239,5 @@ export function importExchange(objects: readonly ExchangeObject[]): Imported {
   return out;
 }
 
-/** JSON as PowerShell writes it: UTF-8 (with or without BOM) or UTF-16 LE with BOM. */
-export function decodeJsonFile(buf: Buffer): string {
-  if (buf[0] === 0xff && buf[1] === 0xfe) return buf.subarray(2).toString('utf16le');
-  if (buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) return buf.subarray(3).toString('utf8');
-  return buf.toString('utf8');
-}
+/** JSON as PowerShell writes it: UTF-8 (with or without BOM) or UTF-16 with BOM. */
+export const decodeJsonFile = decodeTextFile;

@@ -1,4 +1,5 @@
 // Policy file → validated Policy, or diagnostics with file:line:column.
+import { decodeTextFile } from '../mail/text-file.js';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import jsyaml from 'js-yaml';
@@ -26,12 +27,18 @@ export interface LoadOptions {
 /** Schema, meaning and files of already parsed YAML; diagnostics carry paths, not positions yet. */
 function validate(data: unknown, opts: LoadOptions): { policy: Policy | null; d: Diagnostics } {
   const d = new Diagnostics();
-  const parsed = policySchema.safeParse(data ?? {});
+  const parsed = policySchema.safeParse(data ?? {}, { reportInput: true });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
       if (issue.code === 'unrecognized_keys') {
         for (const k of issue.keys) d.error([...path, k], `unknown key "${k}"`, 'check the spelling against docs/policy-reference.md; unknown keys are refused so that a typo cannot weaken the policy', true);
+      } else if (issue.code === 'invalid_type' && issue.input === undefined && path.length) {
+        d.error(path, `${String(path[path.length - 1])} is required`, 'add it: docs/policy-reference.md gives its meaning and an example');
+      } else if (issue.code === 'invalid_type' && issue.expected === 'boolean' && typeof issue.input === 'string') {
+        // YAML 1.1 read yes/no/on/off as booleans; YAML 1.2 (this parser) reads them as strings.
+        const truthy = /^(yes|y|on|true)$/i.test(issue.input.trim());
+        d.error(path, `"${issue.input}" is a string here, not a boolean: YAML 1.2 reads only true and false as booleans`, `write ${truthy ? 'true' : 'false'}`);
       } else {
         d.error(path, issue.message);
       }
@@ -91,7 +98,7 @@ export function loadPolicyText(text: string, file: string, opts: LoadOptions = {
 export function loadPolicyFile(file: string, opts: LoadOptions = {}): LoadResult {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = decodeTextFile(fs.readFileSync(file)); // UTF-16 too: what PowerShell's `>` writes
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return {

@@ -64,4 +64,17 @@ describe('import --exchange', () => {
     const r = importExchange([{ Name: 'odd', Foo: 1 }]);
     expect(r.skipped).toHaveLength(1);
   });
+  it("Exchange Server's SmartHost objects (an IPAddress object, a domain object) and SmartHostsString — never [object Object] (issue 21)", () => {
+    const send = (extra: Record<string, unknown>) =>
+      importExchange([{ Name: 'To the internet', AddressSpaces: ['SMTP:*;1'], DNSRoutingEnabled: false, ...extra }]).policy.outboundConnectors[0] as { smartHosts: string[] };
+    const objects = send({
+      SmartHosts: [
+        { Domain: null, Address: { AddressFamily: 2, IPAddressToString: '10.0.0.5' }, IsIPAddress: true },
+        { Domain: { HostnameString: 'relay.contoso.com', Domain: 'relay.contoso.com' }, Address: null, IsIPAddress: false },
+      ],
+    });
+    expect(objects.smartHosts).toEqual(['[10.0.0.5]', 'relay.contoso.com']);
+    expect(send({ SmartHosts: [{ IsIPAddress: false }], SmartHostsString: '[10.0.0.6],relay2.contoso.com' }).smartHosts).toEqual(['[10.0.0.6]', 'relay2.contoso.com']);
+    expect(JSON.stringify(objects)).not.toContain('[object Object]');
+  });
 });

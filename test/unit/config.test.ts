@@ -211,3 +211,22 @@ describe('per-connector trust anchors (issue 20, item 3)', () => {
     expect(r.policy!.inboundConnectors[0]!.certificateAnchors).toBeNull();
   });
 });
+
+describe('what an operator writes by habit (issue 21)', () => {
+  it('requireTls: yes (YAML 1.1) — the error says YAML 1.2 reads a string, and to write true', () => {
+    const out = lines(head + `inboundConnectors:\n  - name: A\n    connectorType: partner\n    requireTls: yes\n`);
+    expect(out).toEqual([expect.stringMatching(/^p\.yaml:12:17: error: inboundConnectors\[0\]\.requireTls: "yes" is a string here, not a boolean: YAML 1\.2 reads only true and false as booleans \(fix: write true\)$/)]);
+  });
+  it('a missing required key is named, not "received undefined"', () => {
+    const out = lines(head.replace('  hostname: mx1.contoso.com\n', ''));
+    expect(out).toEqual([expect.stringMatching(/error: gateway\.hostname: hostname is required \(fix: add it/)]);
+  });
+  it('a UTF-16 policy (what PowerShell\'s > writes) is read as text, its positions too', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-utf16-'));
+    const text = head + `inboundConnectors:\n  - name: A\n    connectorType: partner\n    requireTls: yes\n`;
+    const file = path.join(dir, 'p.yaml');
+    fs.writeFileSync(file, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]));
+    const out = formatDiagnostics(loadPolicyFile(file, { checkFiles: false }));
+    expect(out).toEqual([expect.stringMatching(/p\.yaml:12:17: error: inboundConnectors\[0\]\.requireTls: "yes" is a string/)]);
+  });
+});

@@ -34,7 +34,10 @@ if [ -z "$BASE_IMAGE" ]; then
   else
     tool="$ROOT/../shared/tools/offline-node-image.sh"
     [ -x "$tool" ] || [ -f "$tool" ] || skip "no node:24-bookworm-slim image and no $tool to build one"
-    BASE_IMAGE=$(bash "$tool" | tail -n 1) || skip "could not build a local base image"
+    # The tool copies npm from `npm root -g` and fetches Node 24 itself: run it on the machine's own
+    # PATH, not with scripts/node24.sh's Node first (that package has no npm in it).
+    machine_path=$(tr ':' '\n' <<<"$PATH" | grep -v '/node-linux-[a-z0-9]*-24/package/bin$' | paste -sd: -)
+    BASE_IMAGE=$(env -u npm_config_nodedir PATH="$machine_path" bash "$tool" | tail -n 1) || skip "could not build a local base image"
   fi
 fi
 say "base image: $BASE_IMAGE"

@@ -47,7 +47,7 @@ const COMMANDS: Record<string, Command> = {
   },
   validate: { synopsis: 'validate CONNECTOR [--to ADDR] [--from ADDR] [--config FILE]', about: "probe an outbound connector's next hops step by step (and send a test); exit 0 pass, 1 fail", run: validate },
   queue: {
-    synopsis: 'queue list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID [--config FILE]',
+    synopsis: 'queue list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID|--destination D|--all [--config FILE]',
     about: 'what waits for delivery (! after the id: on hold); retry, hold, release and delete act through the running daemon',
     run: queue,
   },

@@ -15,10 +15,13 @@ export async function queue(args: string[]): Promise<void> {
   if (sub === 'list' || sub === undefined) {
     const list = await spool.list();
     for (const e of list) {
-      const pending = e.recipients.filter((x) => x.status === 'pending').length;
+      const pending = e.recipients.filter((x) => x.status === 'pending');
+      const next = e.nextAttemptAt && !e.held ? `, next attempt ${e.nextAttemptAt}` : '';
       process.stdout.write(
-        `${e.id}${e.held ? '!' : ' '} ${e.receivedAt}  ${String(e.size).padStart(8)}  <${e.sender}>  ${pending}/${e.recipients.length} pending${e.held ? ' (held)' : ''}  ${e.recipients.map((x) => x.address).join(', ')}\n`,
+        `${e.id}${e.held ? '!' : ' '} ${e.receivedAt}  ${String(e.size).padStart(8)}  <${e.sender}>  ${pending.length}/${e.recipients.length} pending${e.held ? ' (held)' : next}  ${e.recipients.map((x) => x.address).join(', ')}\n`,
       );
+      // As mailq: why each recipient still waits (its last attempt's result).
+      for (const r of pending) process.stdout.write(`      ${r.address}: ${r.lastResult ? `(${r.lastResult})` : '(not yet attempted)'}${r.attempts ? `, ${r.attempts} attempt(s)` : ''}\n`);
     }
     process.stdout.write(`${list.length} message(s) in ${spool.dir}\n`);
     return;
@@ -58,7 +61,21 @@ export async function queue(args: string[]): Promise<void> {
     process.stdout.write(`${n} message(s) ${hold ? 'put on hold' : 'released'}\n`);
     return;
   }
-  if (!['show', 'delete'].includes(sub)) fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID)`);
+  if (sub === 'delete' && (values.all || values.destination !== undefined)) {
+    // Postfix's postsuper -d ALL (or every message with a recipient still to deliver at a domain).
+    if (id !== undefined || (values.all && values.destination !== undefined)) fail('queue delete: give one of a queue id, --destination DOMAIN or --all');
+    const want = values.destination === undefined ? null : normalizeDomain(values.destination);
+    if (want !== null && !isValidDomainName(want)) fail(`queue delete: "${values.destination}" is not a domain`);
+    let n = 0;
+    for (const env of await spool.list()) {
+      if (want !== null && !pendingAt(env, want)) continue;
+      const reply = await askDaemon(spool.dir, { op: 'delete', id: env.id });
+      if (reply ? reply.ok : await spool.remove(env.id).then(() => true, () => false)) n++;
+    }
+    process.stdout.write(`${n} message(s) deleted\n`);
+    return;
+  }
+  if (!['show', 'delete'].includes(sub)) fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID|--destination D|--all)`);
   if (!id) fail(`queue ${sub}: give a queue id`);
   if (!isQueueId(id)) fail(`queue ${sub}: "${id}" is not a queue id (10–32 capital letters and digits, as \`queue list\` shows them)`);
   if (sub === 'show') {
@@ -83,7 +100,7 @@ export async function queue(args: string[]): Promise<void> {
     process.stdout.write(`deleted ${id}\n`);
     return;
   }
-  fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID)`);
+  fail(`queue: unknown subcommand "${sub}" (list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID|--destination D|--all)`);
 }
 
 /** Asks the running daemon; with none, `offline` acts on the files (nothing else touches them then). */

@@ -82,7 +82,7 @@ export function deadDestinations(
   keys: readonly string[],
   decidedWithoutAttempt: number,
   health: (key: string) => DestinationHealth | undefined,
-  mode: 'normal' | 'probe' | 'forced',
+  mode: 'normal' | 'probe' | 'forced' | 'operator',
   probeKey: string | null,
 ): { park: true } | { park: false; skip: Map<string, DestinationHealth> } {
   const skip = new Map<string, DestinationHealth>();

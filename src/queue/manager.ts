@@ -52,7 +52,8 @@ const DISPATCH_BUDGET = 500;
  */
 const FRESH_KEPT = 1000;
 
-type Mode = 'normal' | 'probe' | 'forced';
+/** normal; probe: a dead destination's probe; forced: a parked message's notice or expiry; operator: `queue retry ID`. */
+type Mode = 'normal' | 'probe' | 'forced' | 'operator';
 
 /** One message, in memory: what the scheduler needs, nothing of the envelope's content. */
 interface Entry {
@@ -471,7 +472,7 @@ export class QueueManager {
       if (!e) return 0;
       if (e.state === 'held') throw new Error(`${id} is on hold: \`queue release ${id}\` delivers it`);
       // Tried now even if its destination is dead: the operator's probe.
-      if (e.state === 'waiting' || e.state === 'parked' || e.state === 'ready') this.ready1(e, 'probe');
+      if (e.state === 'waiting' || e.state === 'parked' || e.state === 'ready') this.ready1(e, 'operator');
       return 1;
     }
     for (const dest of this.probeTimers.keys()) this.clearProbe(dest);
@@ -598,7 +599,8 @@ export class QueueManager {
       e.dest = this.intern(destinationOf(plan));
     }
     const now = Date.now();
-    const probeKey = mode === 'probe' ? e.dest : null;
+    // A probe, or the operator's retry of this message: its destination is tried even when dead.
+    const probeKey = mode === 'probe' || mode === 'operator' ? e.dest : null;
 
     // Decide what to attempt: one SMTP transaction per destination, none to a dead one (destinations.ts).
     const dead = deadDestinations(plan.groups.map((g) => g.key), plan.decided.length, (key) => this.health.get(key), mode, probeKey);
@@ -628,7 +630,7 @@ export class QueueManager {
       }),
     );
     const settings = policy.gateway.queue;
-    const decision = afterAttempt(env, results, now, settings);
+    const decision = afterAttempt(env, results, now, settings, { operatorRetry: mode === 'operator' });
 
     // Perform it: log and count, queue the reports (before the original is updated or
     // removed: at-least-once), then remove the message or write its new state.

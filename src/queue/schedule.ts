@@ -133,7 +133,12 @@ export function retryInterval(settings: QueueSettings, attempt: number): number 
   return list[Math.min(Math.max(attempt, 1) - 1, list.length - 1)] ?? 60_000;
 }
 
-export function afterAttempt(before: Envelope, results: readonly AttemptResult[], now: number, settings: QueueSettings): AttemptDecision {
+/**
+ * `operatorRetry`: the attempt was the operator's `queue retry ID` (Postfix's postqueue -i): it
+ * does not count toward the retry schedule, and a later attempt already scheduled stays where it
+ * was — asking for an extra try never pushes the next one out.
+ */
+export function afterAttempt(before: Envelope, results: readonly AttemptResult[], now: number, settings: QueueSettings, opts: { operatorRetry?: boolean } = {}): AttemptDecision {
   const env: Envelope = structuredClone(before);
   const byAddress = new Map(env.recipients.map((r) => [r.address, r]));
   const events: RecipientEvent[] = [];
@@ -143,7 +148,7 @@ export function afterAttempt(before: Envelope, results: readonly AttemptResult[]
   for (const { address, connector, outcome: o } of results) {
     const r = byAddress.get(address);
     if (!r || r.status !== 'pending') continue;
-    r.attempts++;
+    if (!opts.operatorRetry) r.attempts++;
     r.lastResult = `${o.code} ${o.detail}`;
     if (o.status === 'delivered') {
       r.status = 'delivered';
@@ -173,7 +178,8 @@ export function afterAttempt(before: Envelope, results: readonly AttemptResult[]
     }
   } else if (stillPending.length) {
     const attempt = Math.max(...stillPending.map((r) => r.attempts), 1);
-    env.nextAttemptAt = new Date(now + retryInterval(settings, attempt)).toISOString();
+    const scheduled = before.nextAttemptAt ? Date.parse(before.nextAttemptAt) : 0;
+    env.nextAttemptAt = opts.operatorRetry && scheduled > now ? before.nextAttemptAt! : new Date(now + retryInterval(settings, attempt)).toISOString();
     if (settings.delayNotification > 0 && age >= settings.delayNotification && !env.delayNotified) {
       env.delayNotified = true;
       delayed = stillPending.map((r) => dsnRecipient(r, (r.lastResult ?? '4.0.0').split(' ')[0] ?? '4.0.0', r.lastResult ?? 'not yet delivered'));

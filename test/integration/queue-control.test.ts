@@ -103,7 +103,10 @@ describe('queue commands through the daemon', () => {
     expect(retry.stdout).toContain('1 message(s) scheduled for immediate retry');
     await until(() => connections > attempts, 5_000, 'a new attempt after retry');
     expect(fs.statSync(envFile).mtimeMs).toBe(before); // the command wrote nothing
-    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id && e.attempts === 2, 10_000);
+    // postqueue -i: the operator's extra try is not a step of the schedule (issue 21).
+    await until(() => gw.events('deferred').filter((e) => e.qid === id).length === 2, 10_000, 'the deferral of the retry');
+    expect(gw.events('deferred').filter((e) => e.qid === id).map((e) => e.attempts)).toEqual([1, 1]);
+    expect(JSON.parse(fs.readFileSync(envFile, 'utf8')).recipients[0].attempts).toBe(1);
     const del = await runCli(['queue', 'delete', id, '--config', file], dir);
     expect(del.code).toBe(0);
     expect(fs.existsSync(envFile)).toBe(false);
@@ -142,7 +145,9 @@ describe('queue commands through the daemon', () => {
     expect((await runCli(['queue', 'release', id, '--config', file], dir)).code).toBe(1); // not on hold any more
     expect((await runCli(['queue', 'hold', '--config', file], dir)).code).toBe(2); // neither an id nor --all
     expect((await runCli(['queue', 'hold', id, '--all', '--config', file], dir)).code).toBe(2); // both
-    await gw.waitFor((e) => e.event === 'deferred' && e.qid === id && e.attempts === 2, 10_000);
+    // The operator's retry is an extra try: its deferral does not count as the second attempt.
+    await until(() => gw.events('deferred').filter((e) => e.qid === id).length === 2, 10_000, 'the deferral of the retry');
+    expect(gw.events('deferred').filter((e) => e.qid === id).map((e) => e.attempts)).toEqual([1, 1]);
     expect((await runCli(['queue', 'delete', id, '--config', file], dir)).code).toBe(0);
   });
 
@@ -170,5 +175,28 @@ describe('queue commands through the daemon', () => {
     expect(fs.existsSync(path.join(dir, 'queue', `${id}.json`))).toBe(false);
     gw = await startGateway(file); // the stale socket does not stop a restart
     expect((await runCli(['queue', 'retry', '--config', file], dir)).stdout).toMatch(/message\(s\) scheduled for immediate retry\n/);
+  });
+});
+
+describe("operators' habits (issue 21)", () => {
+  it('queue list says why each recipient waits; queue delete --destination and --all (postsuper -d ALL)', async () => {
+    await forgetDeadDestinations();
+    const a = await send('w1@stall.test');
+    await gw.waitFor((e) => e.event === 'deferred' && e.qid === a, 10_000);
+    await until(() => JSON.parse(fs.readFileSync(path.join(dir, 'queue', `${a}.json`), 'utf8')).recipients[0].attempts === 1, 3_000, 'the envelope after the attempt');
+    const list = (await runCli(['queue', 'list', '--config', file], dir)).stdout;
+    expect(list).toMatch(new RegExp(`${a} .*1/1 pending, next attempt \\S+  w1@stall\\.test\\n +w1@stall\\.test: \\(4\\.\\d\\.\\d+ [^)]*\\), 1 attempt\\(s\\)`));
+    const b = await send('w2@stall.test');
+    const byDest = await runCli(['queue', 'delete', '--destination', 'STALL.test', '--config', file], dir);
+    expect(byDest.code).toBe(0);
+    expect(byDest.stdout).toMatch(/^[2-9]\d* message\(s\) deleted\n$/); // a and b (and any earlier stall.test message)
+    const after = (await runCli(['queue', 'list', '--config', file], dir)).stdout;
+    expect(after).not.toContain(a);
+    expect(after).not.toContain(b);
+    await send('w3@stall.test');
+    const all = await runCli(['queue', 'delete', '--all', '--config', file], dir);
+    expect(all.stdout).toMatch(/^[1-9]\d* message\(s\) deleted\n$/);
+    expect((await runCli(['queue', 'list', '--config', file], dir)).stdout).toMatch(/^0 message\(s\) in /);
+    expect((await runCli(['queue', 'delete', 'ABC', '--all', '--config', file], dir)).code).toBe(2);
   });
 });

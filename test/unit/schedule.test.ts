@@ -139,3 +139,16 @@ describe('classifyConnectionFailure', () => {
     expect(classifyConnectionFailure({ ...base, certificate: { problem: 'chain', reason: 'CERT_HAS_EXPIRED' } }).detail).toContain('chain: CERT_HAS_EXPIRED');
   });
 });
+
+describe('queue retry ID (Postfix postqueue -i): an extra try, not a step of the schedule (issue 21)', () => {
+  it('a deferral of the operator\'s retry keeps the attempt count and the attempt already scheduled', () => {
+    const before = envelope([{ address: 'a@x.test', attempts: 2 }], { nextAttemptAt: new Date(T0 + 10 * MIN).toISOString() });
+    const d = afterAttempt(before, [{ address: 'a@x.test', connector: 'c', outcome: deferred }], T0 + MIN, settings, { operatorRetry: true });
+    expect(d.envelope.recipients[0]!.attempts).toBe(2);
+    expect(d.next).toEqual({ done: false, at: T0 + 10 * MIN });
+    expect(d.envelope.recipients[0]!.lastResult).toBe('4.4.316 connection refused'); // what it said is kept
+    const normal = afterAttempt(before, [{ address: 'a@x.test', connector: 'c', outcome: deferred }], T0 + MIN, settings);
+    expect(normal.envelope.recipients[0]!.attempts).toBe(3);
+    expect(normal.next).toEqual({ done: false, at: T0 + MIN + 15 * MIN });
+  });
+});

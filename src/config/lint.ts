@@ -279,8 +279,13 @@ function readFile(file: string, at: Path, what: string, d: Diagnostics): string 
     return fs.readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    d.error(at, `${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`,
-      what === 'certificate' || what === 'key' ? 'run `connector-gateway dev-certs` for development certificates, or point to your PEM files' : undefined);
+    const hint =
+      code === 'EACCES'
+        ? `the gateway runs as a user who cannot read it (uid ${process.getuid?.() ?? '?'}): give that user the file (a key stays 0600), e.g. chown 999 for the container's user`
+        : what === 'certificate' || what === 'key'
+          ? 'run `connector-gateway dev-certs` for development certificates, or point to your PEM files'
+          : undefined;
+    d.error(at, `${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`, hint);
     return null;
   }
 }

@@ -40,6 +40,11 @@ describe('policy loading: errors name file, line and column', () => {
     const out = lines(head + `acceptedDomains:\n  - domain: [unclosed\n`);
     expect(out[0]).toMatch(/^p\.yaml:\d+:\d+: error: YAML:/);
   });
+  it('an unclosed [ is one error at its place, not a cascade (issue 21)', () => {
+    const out = lines(head + `acceptedDomains: [contoso.com\ninboundConnectors:\n  - name: A\n    connectorType: partner\n`);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(/^p\.yaml:10:1: error: YAML: .*end with a \]/);
+  });
   it('missing required keys point at the parent', () => {
     const out = lines(`gateway:\n  hostname: x.com\n  listeners: []\n`);
     expect(out).toContainEqual(expect.stringMatching(/^p\.yaml:2:3: error: gateway\.tls:/));

@@ -52,7 +52,8 @@ say "image size: $(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{pr
 [ -f dist/cli/main.js ] || npm run build >/dev/null
 WORK=$(mktemp -d /tmp/cg-container-XXXXXX)
 node dist/cli/main.js dev-certs --dir "$WORK/etc/certs" >/dev/null
-chmod 644 "$WORK"/etc/certs/*
+# As the README says: the keys stay 0600 and belong to the image's user (uid 999).
+chown -R 999:999 "$WORK/etc/certs"
 cat >"$WORK/etc/gateway.yaml" <<YAML
 gateway:
   hostname: mx1.contoso.test

@@ -61,3 +61,29 @@ describe('docs/replies.md', () => {
     expect(outbound.filter((c) => !doc.includes(`\`${c}\``))).toEqual([]);
   });
 });
+
+describe('the docs stay true for someone who only has the repository (issue 21)', () => {
+  const root = path.resolve(import.meta.dirname, '../..');
+  const read = (f: string) => fs.readFileSync(path.join(root, f), 'utf8');
+  const docs = ['README.md', 'config/gateway.yaml', ...fs.readdirSync(path.join(root, 'docs')).map((f) => `docs/${f}`)];
+  it('cite no specification or tool outside the repository', () => {
+    for (const f of docs) {
+      expect(read(f), f).not.toMatch(/SPEC §/);
+      expect(read(f), f).not.toMatch(/\.\.\/shared/);
+    }
+  });
+  it('name test files that exist', () => {
+    for (const f of [...docs, 'deploy/monitoring/prometheus-rules.yaml']) {
+      for (const m of read(f).matchAll(/test\/(?:unit|integration|container)\/[\w.-]+\.(?:ts|sh)/g)) expect(fs.existsSync(path.join(root, m[0])), `${f} names ${m[0]}`).toBe(true);
+    }
+  });
+  it('list every package the test dependencies install, and every command of the CLI', async () => {
+    const readme = read('README.md');
+    for (const m of read('scripts/test-deps.sh').matchAll(/missing\+=\(([\w.-]+)\)/g)) expect(readme, m[1]).toContain(`\`${m[1]!.replace(/\.sh$/, '')}`);
+    const main = read('src/cli/main.ts');
+    const commands = [...main.matchAll(/^ {2}([a-z-]+): \{/gm)].map((m) => m[1]!);
+    expect(commands.length).toBeGreaterThan(8);
+    for (const c of commands.filter((c) => c !== 'help')) expect(readme, c).toMatch(new RegExp(`connector-gateway ${c}\\b`));
+    for (const sub of ['hold', 'release']) expect(readme).toMatch(new RegExp(`\\| ${sub} ID`));
+  });
+});

@@ -10,6 +10,7 @@ import { parseSize } from '../config/units.js';
 import { describePolicies, outboundPolicies } from '../delivery/plan.js';
 import { formatReply, replies } from '../policy/replies.js';
 import { tlsFlags } from '../policy/envelope.js';
+import { applyOrganizationRules } from '../policy/organization.js';
 import { describeCallout } from '../policy/verification.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
@@ -43,7 +44,8 @@ export function explain(args: string[]): void {
   // Which anchor vouched for the certificate: a CA file of the policy (--cert-ca FILE), or a public root.
   const certAnchors = values['cert-ca']!.length ? values['cert-ca']!.map((f) => (f === 'public' ? PUBLIC_ROOTS : path.resolve(f))) : [PUBLIC_ROOTS];
   out.push(`session: ip ${values.ip}, ${tls ? 'TLS' : 'no TLS'}${certNames.length ? `, verified certificate names: ${certNames.join(', ')} (issued under ${certAnchors.join(', ')})` : ''}`);
-  const d = evaluateSender(policy.inboundConnectors, { ip: values.ip, tls, certNames, certAnchors, sender: values.from });
+  const senderFacts = { ip: values.ip, tls, certNames, certAnchors, sender: values.from };
+  const d = applyOrganizationRules(policy, senderFacts, evaluateSender(policy.inboundConnectors, senderFacts));
   out.push(`MAIL FROM:<${values.from}>`);
   for (const t of d.trace) out.push(`  ${t}`);
   const a = d.attribution;

@@ -80,6 +80,13 @@ function lintInbound(p: Policy, d: Diagnostics): void {
       d.warn([...at, 'tlsSenderCertificateName'], 'tlsSenderCertificateName without restrictDomainsToCertificate only identifies the partner; it refuses nothing', 'add restrictDomainsToCertificate: true to refuse mail without the certificate');
     }
     if (c.mode === 'audit' && c.enabled) d.warn([...at, 'mode'], 'connector is in audit mode: refusals are logged, not enforced');
+    if (c.relayAnySenderDomain) {
+      d.warn(
+        [...at, 'relayAnySenderDomain'],
+        c.connectorType === 'onPremises' ? 'relayAnySenderDomain: whatever comes from these servers may relay as any domain, not only ours' : 'relayAnySenderDomain only acts on onPremises connectors',
+        c.connectorType === 'onPremises' ? 'keep it for applications that must send as other domains; fix their sender otherwise' : 'remove it',
+      );
+    }
     if (c.tlsCertificateAuthorities && !c.tlsSenderCertificateName) {
       d.warn([...at, 'tlsCertificateAuthorities'], 'tlsCertificateAuthorities without tlsSenderCertificateName vouches for nothing', 'name the certificate the connector\'s servers present');
     }

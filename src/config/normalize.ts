@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { parseDomainPattern, parseIpRange, parseStrictAddress, type DomainPattern, type IpRange } from '../policy/match.js';
 import { RE2JS } from 're2js';
+import { inOurDomains } from '../policy/organization.js';
 import { PUBLIC_ROOTS, type AcceptedDomain, type InboundConnector, type ListenerSettings, type OutboundConnector, type Policy, type RulePredicates, type SmartHost, type TransportRule } from '../policy/types.js';
 import type { RawPolicy } from './schema.js';
 import { Diagnostics, type Path } from './diagnostics.js';
@@ -103,6 +104,7 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
   const policy: Policy = {
     gateway: {
       hostname: g.hostname,
+      rejectDirectSend: g.rejectDirectSend,
       // auto: the first process (queue, delivery) keeps a core; the SMTP workers get the others.
       workers: g.workers === 'auto' ? availableParallelism() - 1 : g.workers,
       listeners,
@@ -195,12 +197,7 @@ function certificateAnchors(name: DomainPattern | null, caFile: string | null, a
  */
 export function isOurName(name: DomainPattern, accepted: readonly AcceptedDomain[]): boolean {
   if (name.kind === 'any') return true;
-  const host = (name.kind === 'exact' ? name.name : `a${name.suffix}`).toLowerCase();
-  return accepted.some(({ pattern: p }) => {
-    if (p.kind === 'any') return true;
-    const base = p.kind === 'exact' ? p.name.toLowerCase() : p.suffix.slice(1).toLowerCase();
-    return host === base || host.endsWith(`.${base}`);
-  });
+  return inOurDomains(name.kind === 'exact' ? name.name : `a${name.suffix}`, accepted);
 }
 
 type RawRule = RawPolicy['transportRules'][number];

@@ -18,6 +18,8 @@ const listener = z.strictObject({
 
 const gateway = z.strictObject({
   hostname: str,
+  /** SPEC §11 Reject Direct Send: our domains as MAIL FROM only through a connector. */
+  rejectDirectSend: z.boolean().default(false),
   /** SMTP worker processes sharing the listeners (node:cluster); "auto": one per core but one; 0: all in one process. */
   workers: z.union([z.literal('auto'), z.number().int().min(0).max(64)]).default('auto'),
   listeners: z.array(listener).min(1, 'at least one listener is needed'),
@@ -92,6 +94,7 @@ const inboundConnector = z.strictObject({
   restrictDomainsToCertificate: z.boolean().default(false),
   tlsSenderCertificateName: str.nullable().default(null),
   tlsCertificateAuthorities: str.nullable().default(null),
+  relayAnySenderDomain: z.boolean().default(false),
   maxMessagesPerMinute: z.number().int().min(1).nullable().default(null),
   mode: z.enum(['enforce', 'audit']).default('enforce'),
   cloudServicesMailEnabled: z.boolean().default(false),

@@ -39,6 +39,7 @@ export type InboundRule =
   | 'claim-ip'
   | 'claim-certificate'
   | 'relay'
+  | 'direct-send'
   | 'no-route'
   | 'recipient-syntax'
   | 'recipient-limit'

@@ -19,6 +19,8 @@ export const replies = {
     text: `TenantInboundAttribution; certificate required by connector ${connector}`,
   }),
   relayDenied: (): Reply => ({ code: 550, enhanced: '5.7.64', text: 'TenantAttribution; Relay Access Denied' }),
+  /** gateway.rejectDirectSend: our domain as MAIL FROM, from a session no connector claims (Exchange Online's text). */
+  directSendRejected: (): Reply => ({ code: 550, enhanced: '5.7.68', text: 'TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources' }),
   noRoute: (domain: string): Reply => ({ code: 451, enhanced: '4.4.0', text: `No route to ${domain}` }),
   throttled: (): Reply => ({ code: 451, enhanced: '4.7.500', text: 'Server busy, try again later' }),
   /** gateway.limits.maxConnections reached (across worker processes; smtp-server says the same within one). */

@@ -25,6 +25,8 @@ export interface InboundConnector {
    * own identity); null: any anchor the listener trusts.
    */
   certificateAnchors: readonly string[] | null;
+  /** onPremises: relay for any MAIL FROM domain, not only ours (SPEC §11; check warns). */
+  relayAnySenderDomain: boolean;
   maxMessagesPerMinute: number | null;
   mode: 'enforce' | 'audit';
   /** onPremises only: X-MS-Exchange-Organization-* and kin from it are kept (SPEC §3 header firewall). */
@@ -114,6 +116,8 @@ export interface ListenerSettings {
 
 export interface GatewaySettings {
   hostname: string;
+  /** Reject Direct Send (SPEC §11): a session no connector claims may not use our domains as MAIL FROM (550 5.7.68). */
+  rejectDirectSend: boolean;
   /** SMTP worker processes (node:cluster) sharing the listeners; 0 = everything in one process. */
   workers: number;
   listeners: ListenerSettings[];

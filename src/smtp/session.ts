@@ -20,6 +20,7 @@ import type { Metrics } from '../observe/metrics.js';
 import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool.js';
 import type { RecipientVerifier, Verdict } from '../delivery/verify.js';
 import { calloutDecision } from '../policy/verification.js';
+import { applyOrganizationRules } from '../policy/organization.js';
 import { honouredDsn, queuedRoute, senderProven, tlsFlags } from '../policy/envelope.js';
 import { MessageScanner, traceHeaders } from './message.js';
 import { LocalCounters, type SessionCounters } from './counters.js';
@@ -243,7 +244,8 @@ export class SessionHooks {
     if (st.ending) return; // closed in a moment with its 421: nothing more is answered
     st.txn = null;
     const sender = address.address ?? '';
-    const decision = evaluateSender(st.policy.inboundConnectors, { ip: session.remoteAddress, tls: st.tls !== null, certNames: st.certNames, certAnchors: st.certAnchors, sender });
+    const facts = { ip: session.remoteAddress, tls: st.tls !== null, certNames: st.certNames, certAnchors: st.certAnchors, sender };
+    const decision = applyOrganizationRules(st.policy, facts, evaluateSender(st.policy.inboundConnectors, facts));
     const a = decision.attribution;
     const attribution = { connector: a.connector?.name ?? null, identifiedBy: a.identifiedBy, matched: a.matched, mayRelay: a.mayRelay };
     for (const audit of decision.audits) {

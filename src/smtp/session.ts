@@ -353,6 +353,7 @@ export class SessionHooks {
       if (slow) {
         clearInterval(watch);
         this.end(st, slow, { bytes: received, seconds: Math.round((Date.now() - dataStart) / 1000) });
+        stream.destroy(new Error('DATA below the minimum rate')); // the loop below ends, the spool file goes
       }
     }, 1000);
     watch.unref();

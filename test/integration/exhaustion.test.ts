@@ -1,6 +1,7 @@
 // Slot exhaustion (issue 20, item 11), over real sockets against a gateway with small limits:
 // capacity kept for the servers a connector lists, Postfix's stress mode and hard error limit,
 // a minimum DATA rate, and implicit-TLS sockets counted per IP and timed from accept.
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,10 +11,11 @@ import { RawSmtp } from '../helpers/raw.js';
 import { until } from '../helpers/wait.js';
 
 let gw: RunningGateway;
+let dir: string;
 const ONPREM = '127.0.0.10';
 
 beforeAll(async () => {
-  const dir = tmpDir('exhaustion');
+  dir = tmpDir('exhaustion');
   const pki = makePki(path.join(dir, 'pki'));
   gw = await startGateway(
     writePolicy(dir, {
@@ -124,6 +126,9 @@ describe('a minimum DATA rate', () => {
       c.close();
     }
     await gw.waitFor((e) => e.event === 'refusal' && e.rule === 'data-rate', 3000);
+    // Its DATA handler ended too: the half-written message is gone from the spool, not left open.
+    await gw.waitFor((e) => e.event === 'data-aborted', 3000);
+    await until(() => fs.readdirSync(path.join(dir, 'queue')).filter((n) => n.endsWith('.eml')).length === 0, 3000, 'the spool file of the slow message to go');
   });
 });
 

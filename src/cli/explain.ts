@@ -1,4 +1,5 @@
 // `connector-gateway explain`: the same pure decisions the daemon makes, told to an operator.
+import type { HeaderField } from '../mail/headers.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
@@ -75,7 +76,7 @@ export function explain(args: string[]): void {
       }
       // The outbound plan's first step (delivery/plan.ts): what may secure this delivery, before DNS.
       const plan = outboundPolicies(policy, route, rd.domain, envelopeTls, () => '');
-      const [first, ...more] = describePolicies(plan, route);
+      const [first, ...more] = describePolicies(plan);
       out.push(`  security: ${first}`);
       for (const line of more) out.push(`  ${line}`);
       if (rd.verifyWith && rd.accepted) out.push(`  recipient verification: ${describeCallout(rd.accepted, rd.verifyWith.name)}`);
@@ -114,8 +115,6 @@ function explainData(out: string[], policy: Policy, a: Attribution, sender: stri
   out.push('  reply: 250 2.6.0 Queued');
   return false;
 }
-
-type HeaderField = { name: string; value: string };
 
 function parseHeaderArgs(args: string[]): HeaderField[] {
   return args.map((h) => {

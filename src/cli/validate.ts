@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import type { NextHop } from '../delivery/resolve.js';
 import { checkName, domainToValidate } from '../delivery/tls-policy.js';
-import { deliver, lookupHopFacts } from '../delivery/client.js';
+import { deliver, lookupPlan } from '../delivery/client.js';
 import { SmtpDialogue } from '../delivery/dialogue.js';
 import type { OutboundConnector, Policy } from '../policy/types.js';
 import { newQueueId } from '../queue/spool.js';
@@ -15,7 +15,7 @@ import { rfc5322Date } from '../mail/date.js';
 import { domainOf } from '../mail/address.js';
 import { contextTrustingRoots } from '../tls/context.js';
 import { buildDeliveryDeps, type BuiltDeliveryDeps } from '../delivery/deps.js';
-import { describePolicies, outboundPolicies, planHops } from '../delivery/plan.js';
+import { describePolicies, outboundPolicies } from '../delivery/plan.js';
 import type { Route } from '../policy/outbound.js';
 import { configPath, loadOrExit, usageError } from './common.js';
 
@@ -132,8 +132,8 @@ export async function validate(args: string[]): Promise<void> {
 async function describeMxSecurity(c: OutboundConnector, domain: string, deps: BuiltDeliveryDeps): Promise<string[]> {
   const route: Route = { kind: 'connector', connector: c, matchedBy: 'validate' };
   const p = outboundPolicies(deps.policy, route, domain, { requireTls: false, tlsRequiredNo: false }, deps.readCa, !!deps.secureResolver);
-  const out = describePolicies(p, route).map((l) => `security: ${l}`);
-  const plan = planHops(p, await lookupHopFacts(p, route, deps));
+  const out = describePolicies(p).map((l) => `security: ${l}`);
+  const plan = await lookupPlan(p, route, deps);
   if (!plan.ok) return [...out, `plan: ${plan.outcome.status} ${plan.outcome.code} ${plan.outcome.detail}`];
   const tlsWords = `tlsSettings ${c.tlsSettings ?? 'null (opportunistic)'}`;
   for (const h of plan.hops) {

@@ -10,7 +10,7 @@ import { connectionTlsOptions, type ClientIdentity, type TlsRequirement } from '
 import { HopResolver, ResolveError, type NextHop } from './resolve.js';
 import { connectionFacts, isRequireTlsRefusal, offersExtension, peerCertificates, peerVerification, setRcptParameters, SMTPConnection, type Conn, type NodemailerError } from './nodemailer-adapter.js';
 import { lookupMx, matchTlsa, type SecuredHop } from './dane.js';
-import { hopFailureUnder, outboundPolicies, planFailure, planHops, securedHops, tlsaVerdict, wantsMtaSts, type HopFacts, type OutboundPolicies } from './plan.js';
+import { hopFailureUnder, outboundPolicies, planFailure, planSecured, securedHops, tlsaVerdict, wantsMtaSts, type DeliveryPlan, type HopFacts, type OutboundPolicies } from './plan.js';
 import type { SecureResolver } from './dnssec-resolver.js';
 import type { StsPolicies } from './mta-sts.js';
 import { resultTypeOf, type ResultType, type SessionResult } from './tls-results.js';
@@ -86,24 +86,30 @@ export async function connectorHops(c: OutboundConnector, rcptDomain: string, re
   return hops;
 }
 
-/** The DNS facts the plan needs (plan.ts HopFacts): DANE's lookup, or the resolver's hops; then MTA-STS where it applies. */
-export async function lookupHopFacts(p: OutboundPolicies, route: Route, deps: Pick<DeliveryDeps, 'resolver' | 'secureResolver' | 'sts'>): Promise<HopFacts> {
-  let found: HopFacts['found'];
-  if (p.dane && deps.secureResolver) found = { dane: await lookupMx(p.rcptDomain, deps.secureResolver) };
-  else {
-    try {
-      found = { hops: route.kind === 'connector' ? await connectorHops(route.connector, p.rcptDomain, deps.resolver) : await deps.resolver.domain(p.rcptDomain) };
-    } catch (e) {
-      if (!(e instanceof ResolveError)) throw e;
-      found = { error: { permanent: e.permanent, status: e.status, detail: e.message } };
-    }
+type LookupDeps = Pick<DeliveryDeps, 'resolver' | 'secureResolver' | 'sts'>;
+
+/** The hops the plan starts from (plan.ts HopFacts found): DANE's DNS facts, or the resolver's hops, or why there are none. */
+async function lookupFound(p: OutboundPolicies, route: Route, deps: LookupDeps): Promise<HopFacts['found']> {
+  if (p.dane && deps.secureResolver) return { dane: await lookupMx(p.rcptDomain, deps.secureResolver) };
+  try {
+    return { hops: route.kind === 'connector' ? await connectorHops(route.connector, p.rcptDomain, deps.resolver) : await deps.resolver.domain(p.rcptDomain) };
+  } catch (e) {
+    if (!(e instanceof ResolveError)) throw e;
+    return { error: { permanent: e.permanent, status: e.status, detail: e.message } };
   }
-  // MTA-STS only where DANE protects none of the hops (the plan says so from the facts so far).
-  if (!deps.sts || !p.mtaSts) return { found };
-  const secured = securedHops(p, found);
-  if (!secured.ok || !wantsMtaSts(p, secured.hops)) return { found };
+}
+
+/** The domain's MTA-STS policy, looked up only where the plan wants it (DANE protects none of the hops). */
+async function lookupSts(p: OutboundPolicies, hops: readonly SecuredHop[], deps: LookupDeps): Promise<HopFacts['sts']> {
+  if (!deps.sts || !wantsMtaSts(p, hops)) return null;
   const sts = await deps.sts.forDomain(p.rcptDomain);
-  return { found, sts: sts.policy ? { policy: sts.policy, id: sts.id } : null };
+  return sts.policy ? { policy: sts.policy, id: sts.id } : null;
+}
+
+/** The plan from the DNS facts (plan.ts), each step once: the hops secured, then MTA-STS where it applies. */
+export async function lookupPlan(p: OutboundPolicies, route: Route, deps: LookupDeps): Promise<DeliveryPlan> {
+  const secured = securedHops(p, await lookupFound(p, route, deps));
+  return secured.ok ? planSecured(p, secured.hops, await lookupSts(p, secured.hops, deps)) : secured;
 }
 
 export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map<string, RecipientOutcome>> {
@@ -111,7 +117,7 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   const all = (o: RecipientOutcome): Map<string, RecipientOutcome> => new Map(job.recipients.map((r) => [r, o]));
   const env = job.envelope;
   const p = outboundPolicies(deps.policy, job.route, rcptDomain, { requireTls: !!env.requireTls, tlsRequiredNo: !!env.tlsRequiredNo }, deps.readCa, !!deps.secureResolver);
-  const plan = planHops(p, await lookupHopFacts(p, job.route, deps));
+  const plan = await lookupPlan(p, job.route, deps);
   if (!plan.ok) return all(plan.outcome);
 
   const failures: HopFailure[] = [];

@@ -101,7 +101,7 @@ export function wantsMtaSts(p: OutboundPolicies, hops: readonly SecuredHop[]): b
 }
 
 /** The hops found, with no DANE protection (the resolver's answer). */
-export function unsecured(hops: readonly NextHop[]): SecuredHop[] {
+function unsecured(hops: readonly NextHop[]): SecuredHop[] {
   return hops.map((h) => ({ ...h, security: { kind: 'none' } }));
 }
 
@@ -120,9 +120,16 @@ export function securedHops(p: OutboundPolicies, found: HopFacts['found']): { ok
 /** Step 2: the next hops and what each one's TLS must prove, or the outcome when the domain cannot be used. */
 export function planHops(p: OutboundPolicies, facts: HopFacts): DeliveryPlan {
   const secured = securedHops(p, facts.found);
-  if (!secured.ok) return secured;
-  let hops = secured.hops;
-  const sts = facts.sts && facts.sts.policy.mode !== 'none' && wantsMtaSts(p, hops) ? facts.sts : null;
+  return secured.ok ? planSecured(p, secured.hops, facts.sts ?? null) : secured;
+}
+
+/**
+ * Step 2b: hops already secured (securedHops) and the MTA-STS policy → the plan. Delivery calls
+ * the two steps itself: it needs the secured hops to know whether to fetch the MTA-STS policy.
+ */
+export function planSecured(p: OutboundPolicies, secured: readonly SecuredHop[], found: HopFacts['sts']): DeliveryPlan {
+  let hops = [...secured];
+  const sts = found && found.policy.mode !== 'none' && wantsMtaSts(p, hops) ? found : null;
   if (sts?.policy.mode === 'enforce') {
     const listed = hops.filter((h) => mxAllowed(sts.policy, h.name));
     if (!listed.length) {
@@ -148,7 +155,7 @@ export function planHops(p: OutboundPolicies, facts: HopFacts): DeliveryPlan {
 }
 
 /** The MTA-STS policy as RFC 8460's policy-string writes it. */
-export const policyLines = (p: StsPolicy): string[] => ['version: STSv1', `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
+const policyLines = (p: StsPolicy): string[] => ['version: STSv1', `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
 
 /**
  * What one hop's TLS must prove: DANE's TLSA match where DANE applies (it replaces PKIX and
@@ -201,12 +208,12 @@ export function planFailure(p: OutboundPolicies, failures: readonly HopFailure[]
 }
 
 /** For explain and validate: the plan's words for an operator. */
-export function describePolicies(p: OutboundPolicies, route: Route): string[] {
+export function describePolicies(p: OutboundPolicies): string[] {
   const out: string[] = [];
   const tlsWords = p.tls.settings ? `tlsSettings ${p.tls.settings}` : 'opportunistic TLS';
   if (p.envelope.tlsRequiredNo && p.mxRoute) out.push('TLS-Required: No: DANE and MTA-STS do not stop this message (RFC 8689 §5); failures are still reported');
   if (p.dane) {
-    const without = p.dane === 'mandatory' ? 'without secure TLSA the delivery is deferred (4.7.324)' : `without secure TLSA, ${route.kind === 'connector' && route.connector.tlsSettings ? tlsWords : 'opportunistic TLS'}`;
+    const without = p.dane === 'mandatory' ? 'without secure TLSA the delivery is deferred (4.7.324)' : `without secure TLSA, ${tlsWords}`;
     out.push(`DANE (smtpDaneMode ${p.dane}): the MX hosts' DNSSEC-signed TLSA records, looked up at delivery, decide; ${without}`);
   } else if (p.security.policy === 'dane') out.push(`DANE would apply (smtpDaneMode ${p.security.mode}) but is set aside for this message`);
   else out.push(p.security.why);

@@ -1,8 +1,7 @@
 // PURE. What the queue keeps of a transaction, decided at end of DATA: each recipient's route and
 // the message's RFC 8689 flags. smtp/session.ts performs it (writes the envelope); `explain`
 // asks the same questions.
-
-type HeaderField = { name: string; value: string };
+import type { HeaderField } from '../mail/headers.js';
 
 /** RFC 8689 for delivery: REQUIRETLS (MAIL FROM parameter) or `TLS-Required: No` (header). */
 export interface TlsFlags {

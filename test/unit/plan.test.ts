@@ -53,7 +53,7 @@ describe('outboundPolicies: what may apply, before DNS', () => {
     const pl = planHops(p, { found: hops('192.0.2.9') });
     expect(pl.ok && pl.hops[0]).toMatchObject({ requirement: { settings: 'certificateValidation' } });
     expect(pl.ok && pl.hops[0]!.label).toBeUndefined();
-    expect(describePolicies(p, route)[0]).toContain('smart hosts');
+    expect(describePolicies(p)[0]).toContain('smart hosts');
   });
   it('the DANE resolver missing (not configured for this caller): DANE not in effect', () => {
     expect(outboundPolicies(daneOn, mx, 'example.test', plain, () => '', false).dane).toBeNull();

@@ -33,8 +33,8 @@ export function queuedRoute(ruleRoute: { rule: string; connector: string } | und
 export type DsnRet = 'FULL' | 'HDRS' | null;
 export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
 
-/**
- * What the gateway honours of a sender's DSN requests. A session not identified by IP address
+/*
+ * What the gateway honours of a sender's DSN requests (honouredRet, honouredNotify). A session not identified by IP address
  * or certificate (no connector, or a partner connector matched by sender domain alone) proves
  * nothing about its MAIL FROM (anyone can write a victim's address there), so its reports are
  * kept from becoming a reflector: a DSN returns the headers only (never RET=FULL, which would
@@ -43,10 +43,18 @@ export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
  * that asked only for those is NEVER. Postfix and Exchange Online limit reports to unproven
  * senders the same way.
  */
-export function honouredDsn(proven: boolean, ret: DsnRet, notify: readonly DsnNotify[] | undefined): { ret: DsnRet; notify: DsnNotify[] | undefined } {
-  if (proven) return { ret, notify: notify ? [...notify] : undefined };
-  const kept = notify?.filter((n) => n === 'FAILURE' || n === 'NEVER');
-  return { ret: ret === 'FULL' ? 'HDRS' : ret, notify: notify === undefined ? undefined : kept!.length ? kept : ['NEVER'] };
+
+/** RET of MAIL FROM as honoured: HDRS instead of FULL for an unproven sender. */
+export function honouredRet(proven: boolean, ret: DsnRet): DsnRet {
+  return !proven && ret === 'FULL' ? 'HDRS' : ret;
+}
+
+/** NOTIFY of a RCPT as honoured (undefined: none given, the default): FAILURE and NEVER only for an unproven sender. */
+export function honouredNotify(proven: boolean, notify: readonly DsnNotify[] | undefined): DsnNotify[] | undefined {
+  if (notify === undefined) return undefined;
+  if (proven) return [...notify];
+  const kept = notify.filter((n) => n === 'FAILURE' || n === 'NEVER');
+  return kept.length ? kept : ['NEVER'];
 }
 
 /** Whether the session proved who sends: identified by IP address or by certificate (SPEC §3). */

@@ -21,7 +21,7 @@ import type { DsnNotify, Envelope, QueuedRecipient, Spool } from '../queue/spool
 import type { RecipientVerifier, Verdict } from '../delivery/verify.js';
 import { calloutDecision } from '../policy/verification.js';
 import { applyOrganizationRules } from '../policy/organization.js';
-import { honouredDsn, queuedRoute, senderProven, tlsFlags } from '../policy/envelope.js';
+import { honouredNotify, honouredRet, queuedRoute, senderProven, tlsFlags } from '../policy/envelope.js';
 import { MessageScanner, traceHeaders } from './message.js';
 import { LocalCounters, type SessionCounters } from './counters.js';
 import { smtpError } from './smtp-server-adapter.js';
@@ -84,7 +84,7 @@ type Hooks = Required<Pick<SMTPServerOptions, 'onConnect' | 'onSecure' | 'onMail
 function dsnOfRecipient(r: SMTPServerAddress, proven: boolean): Pick<QueuedRecipient, 'notify' | 'orcpt'> {
   const out: Pick<QueuedRecipient, 'notify' | 'orcpt'> = {};
   const asked = r.dsn?.notify?.length ? (r.dsn.notify.map((n) => n.toUpperCase()) as DsnNotify[]) : undefined;
-  const notify = honouredDsn(proven, null, asked).notify;
+  const notify = honouredNotify(proven, asked);
   if (notify) out.notify = notify;
   if (r.dsn?.orcpt) out.orcpt = r.dsn.orcpt; // smtp-server has decoded the xtext
   return out;
@@ -95,7 +95,7 @@ function dsnOfMessage(e: SMTPServerSession['envelope'], proven: boolean): Pick<E
   const d = e.dsn;
   if (!d || (!d.ret && !d.envid)) return {};
   const asked = d.ret === 'FULL' || d.ret === 'HDRS' ? d.ret : null;
-  return { dsn: { ret: honouredDsn(proven, asked, undefined).ret, envid: d.envid ?? null } };
+  return { dsn: { ret: honouredRet(proven, asked), envid: d.envid ?? null } };
 }
 
 /** Milliseconds, to the microsecond. */
@@ -155,8 +155,7 @@ export class SessionHooks {
    */
   private refuse(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): Error {
     const r = refusal.reply;
-    st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: formatReply(r), ...extra }, 'refused');
-    this.deps.metrics?.refusals.inc({ connector: refusal.connector ?? 'none', rule: refusal.rule, code: `${r.code} ${r.enhanced}` });
+    this.record(st, refusal, extra, 'refused');
     const over = errorLimit(++st.errors, st.hardErrorLimit);
     if (over && r.code !== 421 && !st.ending) {
       st.ending = true;
@@ -169,7 +168,13 @@ export class SessionHooks {
   private end(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): void {
     const r = refusal.reply;
     if (!this.control.close(st.id, r)) return; // already gone
-    st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: formatReply(r), ...extra }, 'session closed');
+    this.record(st, refusal, extra, 'session closed');
+  }
+
+  /** A refusal's log event and metric. */
+  private record(st: SessionState, refusal: Refusal, extra: Record<string, unknown>, message: string): void {
+    const r = refusal.reply;
+    st.log.warn({ event: 'refusal', rule: refusal.rule, connector: refusal.connector, reply: formatReply(r), ...extra }, message);
     this.deps.metrics?.refusals.inc({ connector: refusal.connector ?? 'none', rule: refusal.rule, code: `${r.code} ${r.enhanced}` });
   }
 

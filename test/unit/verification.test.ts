@@ -41,7 +41,8 @@ describe('envelope decisions', () => {
 });
 
 describe('honouredDsn: reports to unproven senders (issue 20, item 6)', async () => {
-  const { honouredDsn, senderProven } = await import('../../src/policy/envelope.js');
+  const { honouredNotify, honouredRet, senderProven } = await import('../../src/policy/envelope.js');
+  const honouredDsn = (proven: boolean, ret: 'FULL' | 'HDRS' | null, notify: Array<'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY'> | undefined) => ({ ret: honouredRet(proven, ret), notify: honouredNotify(proven, notify) });
   it('a proven sender gets what it asked for', () => {
     expect(honouredDsn(true, 'FULL', ['SUCCESS', 'FAILURE', 'DELAY'])).toEqual({ ret: 'FULL', notify: ['SUCCESS', 'FAILURE', 'DELAY'] });
   });

@@ -123,6 +123,15 @@ function raw(port: number, from: string): Promise<(net.Socket & { ended?: boolea
   });
 }
 
+/** Open `n` silent connections from `from(k)`, hold them until `until`, and report how many the gateway closed. */
+async function holdOpen(port: number, n: number, from: (k: number) => string, until: number): Promise<string> {
+  const socks = (await Promise.all(Array.from({ length: n }, (_, k) => raw(port, from(k))))).filter((s): s is net.Socket & { ended?: boolean } => !!s);
+  await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
+  const open = socks.filter((s) => !s.ended).length;
+  socks.forEach((s) => s.destroy());
+  return `${socks.length} connected, ${open} still open at the end`;
+}
+
 /** One attacker session: EHLO, MAIL, RCPT, DATA, then `feed` writes the content. */
 async function attackerData(port: number, from: string, feed: (s: net.Socket) => Promise<void>): Promise<void> {
   let c: SmtpClient;
@@ -198,13 +207,7 @@ const ATTACKS: Attack[] = [
   },
   {
     name: '2,000 idle connections from 100 addresses',
-    run: async (p, until) => {
-      const socks = (await Promise.all(Array.from({ length: 2000 }, (_, k) => raw(p.mx!, `127.0.2.${1 + (k % 100)}`)))).filter((s): s is net.Socket & { ended?: boolean } => !!s);
-      await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
-      const open = socks.filter((s) => !s.ended).length;
-      socks.forEach((s) => s.destroy());
-      return `${socks.length} connected, ${open} still open at the end`;
-    },
+    run: (p, until) => holdOpen(p.mx!, 2000, (k) => `127.0.2.${1 + (k % 100)}`, until),
   },
   {
     name: '20 sessions sending one byte a second in DATA',
@@ -224,13 +227,7 @@ const ATTACKS: Attack[] = [
   },
   {
     name: '1,100 implicit-TLS connections that never send a ClientHello',
-    run: async (p, until) => {
-      const socks = (await Promise.all(Array.from({ length: 1100 }, (_, k) => raw(p.smtps!, `127.0.3.${1 + (k % 100)}`)))).filter((s): s is net.Socket & { ended?: boolean } => !!s);
-      await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
-      const open = socks.filter((s) => !s.ended).length;
-      socks.forEach((s) => s.destroy());
-      return `${socks.length} connected, ${open} still open at the end`;
-    },
+    run: (p, until) => holdOpen(p.smtps!, 1100, (k) => `127.0.3.${1 + (k % 100)}`, until),
   },
   {
     name: '5,000 refused RCPTs in one session',

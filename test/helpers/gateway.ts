@@ -57,6 +57,14 @@ export class RunningGateway {
     });
   }
 
+  /**
+   * The first `name` event matching `pred`, waiting for it: the gateway writes its log line when it
+   * replies, but the test reads stdout through a pipe and may see the reply first.
+   */
+  logged(name: string, pred: (e: LogEvent) => boolean = () => true, timeoutMs = 5_000): Promise<LogEvent> {
+    return this.waitFor((e) => e.event === name && pred(e), timeoutMs);
+  }
+
   events(name: string): LogEvent[] {
     return this.logs.filter((e) => e.event === name);
   }

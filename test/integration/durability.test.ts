@@ -72,7 +72,7 @@ describe('durability', () => {
     try {
       const r = await swaks(['--server', `127.0.0.1:${gw!.port}`, '--from', 'a@example.org', '--to', 'user@contoso.com']);
       expect(dataReply(r)).toMatch(/^451 4\.3\.0 /);
-      expect(gw!.events('refusal').some((e) => e.rule === 'spool')).toBe(true);
+      expect(await gw!.logged('refusal', (e) => e.rule === 'spool')).toMatchObject({ rule: 'spool' });
     } finally {
       fs.rmSync(queueDir);
       fs.renameSync(queueDir + '.away', queueDir);

@@ -92,7 +92,7 @@ describe('errors end a session (smtpd_hard_error_limit)', () => {
     expect(await c.cmd('RCPT TO:<x3@elsewhere.example>')).toMatch(/^550 5\.7\.64/);
     expect(await c.reply()).toBe('421 4.7.0 Too many errors, closing connection');
     await until(() => c.closed, 2000, 'the connection to close');
-    expect(gw.events('refusal').some((e) => e.rule === 'error-limit')).toBe(true);
+    expect(await gw.logged('refusal', (e) => e.rule === 'error-limit')).toMatchObject({ rule: 'error-limit' });
   });
   it('under stress (half the connections open) one refused command ends the session', async () => {
     const held: RawSmtp[] = [];

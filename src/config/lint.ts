@@ -1,6 +1,6 @@
 // Cross-field checks of SPEC §2 (what the schema alone cannot see), and the TLS files.
 import fs from 'node:fs';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { InboundConnector, Policy, RulePredicates } from '../policy/types.js';
 import { acceptedDomainFor } from '../policy/accepted.js';
 import { isValidDomainName } from '../policy/match.js';
@@ -9,6 +9,7 @@ import { dnssecTrust } from '../policy/outbound-security.js';
 import { parseDnsServer } from '../mail/dns-server.js';
 import { Diagnostics, type Path } from './diagnostics.js';
 import { isOurName } from './normalize.js';
+import { inOurDomains } from '../policy/organization.js';
 
 const key = (list: readonly { text: string }[]) => list.map((x) => x.text.toLowerCase()).sort().join(',');
 
@@ -33,6 +34,7 @@ export function lint(p: Policy, d: Diagnostics): void {
   lintOutbound(p, d);
   lintRules(p, d);
   lintOutboundSecurity(p, d);
+  lintSigning(p, d);
   const domains = new Map<string, number>();
   p.acceptedDomains.forEach((a, i) => {
     const k = a.pattern.text.toLowerCase().replace(/\.$/, '');
@@ -43,6 +45,21 @@ export function lint(p: Policy, d: Diagnostics): void {
   p.acceptedDomains.forEach((a, i) => {
     if (a.recipientVerification === 'callout' && a.domainType === 'internalRelay') {
       d.warn(['acceptedDomains', i, 'recipientVerification'], 'callout has no effect on an internalRelay domain: every recipient is relayed unverified', 'make the domain authoritative, or remove recipientVerification');
+    }
+  });
+}
+
+// Sender authentication and signing (SPEC §11).
+function lintSigning(p: Policy, d: Diagnostics): void {
+  const seen = new Map<string, number>();
+  p.dkimSigningConfigs.forEach((c, i) => {
+    const at: Path = ['dkimSigningConfigs', i];
+    const k = `${c.selector}._domainkey.${c.domainName}`;
+    const first = seen.get(k);
+    if (first !== undefined) d.error([...at, 'selector'], `dkimSigningConfigs[${first}] already signs with ${k}`, 'give each key its own selector (e.g. one for RSA, one for Ed25519)');
+    seen.set(k, i);
+    if (!inOurDomains(c.domainName, p.acceptedDomains)) {
+      d.warn([...at, 'domainName'], `${c.domainName} is not one of our accepted domains: only mail whose From is in it is signed, and Reject Direct Send does not protect it`, 'sign for the domains you own (acceptedDomains)');
     }
   });
 }
@@ -291,7 +308,9 @@ function readFile(file: string, at: Path, what: string, d: Diagnostics): string 
         ? `the gateway runs as a user who cannot read it (uid ${process.getuid?.() ?? '?'}): give that user the file (a key stays 0600), e.g. chown 999 for the container's user`
         : what === 'certificate' || what === 'key'
           ? 'run `connector-gateway dev-certs` for development certificates, or point to your PEM files'
-          : undefined;
+          : what === 'signing key'
+            ? 'correct the path, or generate the key: `openssl genpkey -algorithm ed25519 -out FILE` (publish its public key as the selector\'s DKIM record)'
+            : undefined;
     d.error(at, `${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`, hint);
     return null;
   }
@@ -329,6 +348,15 @@ export function lintFiles(p: Policy, d: Diagnostics, now = new Date()): void {
       d.error(['gateway', 'tls', 'key'], `key ${t.key}: not a readable private key (${(e as Error).message})`);
     }
   }
+  const keys: Array<[string, Path]> = p.dkimSigningConfigs.map((c, i) => [c.privateKey, ['dkimSigningConfigs', i, 'privateKey']]);
+  const seal = p.gateway.authentication?.arcSeal;
+  if (seal) keys.push([seal.privateKey, ['gateway', 'authentication', 'arcSeal', 'privateKey']]);
+  for (const [file, at] of keys) {
+    const pem = readFile(file, at, 'signing key', d);
+    if (pem === null) continue;
+    const problem = signingKeyProblem(pem);
+    if (problem) d.error(at, `signing key ${file}: ${problem}`, 'generate one: `openssl genpkey -algorithm ed25519` or `openssl genpkey -algorithm rsa -pkeyopt rsa_keygen_bits:2048`');
+  }
   const tokenFile = p.gateway.admin?.tokenFile;
   if (tokenFile) {
     const token = readFile(tokenFile, ['gateway', 'admin', 'tokenFile'], 'admin token file', d);
@@ -351,6 +379,20 @@ export function lintFiles(p: Policy, d: Diagnostics, now = new Date()): void {
       d.error(at, `${file}: ${(e as Error).message}`);
     }
   }
+}
+
+/** Why a PEM private key cannot sign DKIM or ARC (RFC 8301: RSA of at least 2048 bits here; RFC 8463: Ed25519); null when it can. */
+export function signingKeyProblem(pem: string): string | null {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (e) {
+    return `not a readable private key (${(e as Error).message})`;
+  }
+  if (key.asymmetricKeyType === 'ed25519') return null;
+  if (key.asymmetricKeyType !== 'rsa') return `a ${key.asymmetricKeyType} key: DKIM signs with RSA or Ed25519`;
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  return bits < 2048 ? `an RSA key of ${bits} bits: at least 2048 are needed (receivers ignore shorter ones)` : null;
 }
 
 function checkValidity(cert: X509Certificate, at: Path, what: string, d: Diagnostics, now: Date): void {

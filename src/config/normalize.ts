@@ -46,6 +46,22 @@ function address(text: string, at: Path, d: Diagnostics): void {
   if ('error' in a) d.error(at, `"${text}" ${a.error}`, a.fix);
 }
 
+/** A domain name, not a pattern (a signing or sealing domain): lower case. */
+function exactDomain(text: string, at: Path, d: Diagnostics): string {
+  const p = parseDomainPattern(text);
+  if (typeof p === 'string') d.error(at, p);
+  else if (p.kind !== 'exact') d.error(at, `"${text}" is a pattern: a domain name is needed here`, 'write the domain itself, e.g. contoso.com');
+  return text.trim().toLowerCase().replace(/\.$/, '');
+}
+
+/** A DKIM selector (RFC 6376 §3.1): dot-separated labels of letters, digits and hyphens. */
+function selector(text: string, at: Path, d: Diagnostics): string {
+  if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(text)) {
+    d.error(at, `"${text}" is not a DKIM selector`, 'use letters, digits and hyphens, e.g. s2026');
+  }
+  return text;
+}
+
 function duration(value: string | number, at: Path, d: Diagnostics): number {
   const ms = parseDuration(value);
   if (ms === null) d.error(at, `"${value}" is not a duration`, 'write a number with a unit: 30s, 15m, 4h, 2d');
@@ -132,6 +148,16 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
       dns: g.dns,
       outbound: { smtpDaneMode: g.outbound.smtpDaneMode ?? 'opportunistic', smtpDaneModeExplicit: g.outbound.smtpDaneMode !== undefined, mtaStsMode: g.outbound.mtaStsMode, tlsReporting: g.outbound.tlsReporting },
       admin: g.admin ? { ...g.admin, tokenFile: file(g.admin.tokenFile) } : null,
+      authentication: g.authentication
+        ? {
+            authservId: g.authentication.authservId ?? g.hostname,
+            dmarc: g.authentication.dmarc,
+            arcTrustedSealers: g.authentication.arcTrustedSealers.map((s, i) => exactDomain(s, ['gateway', 'authentication', 'arcTrustedSealers', i], d)),
+            arcSeal: g.authentication.arcSeal
+              ? { domain: exactDomain(g.authentication.arcSeal.domain, ['gateway', 'authentication', 'arcSeal', 'domain'], d), selector: selector(g.authentication.arcSeal.selector, ['gateway', 'authentication', 'arcSeal', 'selector'], d), privateKey: file(g.authentication.arcSeal.privateKey)! }
+              : null,
+          }
+        : null,
       trace: { retention: duration(g.trace.retention, ['gateway', 'trace', 'retention'], d) },
       log: g.log,
     },
@@ -143,6 +169,12 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
     inboundConnectors: [],
     outboundConnectors: [],
     transportRules: [],
+    dkimSigningConfigs: raw.dkimSigningConfigs.map((c, i) => ({
+      domainName: exactDomain(c.domainName, ['dkimSigningConfigs', i, 'domainName'], d),
+      selector: selector(c.selector, ['dkimSigningConfigs', i, 'selector'], d),
+      privateKey: file(c.privateKey)!,
+      enabled: c.enabled,
+    })),
   };
   policy.inboundConnectors = raw.inboundConnectors.map((c, i): InboundConnector => {
     const at = ['inboundConnectors', i];

@@ -67,6 +67,16 @@ const gateway = z.strictObject({
     })
     .prefault({}),
   admin: z.strictObject({ address: str.default('127.0.0.1'), port, tokenFile: str.nullable().default(null) }).nullable().default(null),
+  /** Sender authentication of mail from outside (SPEC §11); absent: no checks. */
+  authentication: z
+    .strictObject({
+      authservId: str.nullable().default(null),
+      dmarc: z.enum(['enforce', 'audit', 'off']).default('enforce'),
+      arcTrustedSealers: z.array(str).default([]),
+      arcSeal: z.strictObject({ domain: str, selector: str, privateKey: str }).nullable().default(null),
+    })
+    .nullable()
+    .default(null),
   /** The message trace store (SPEC §10): how long messages are kept; 0 = no trace store. */
   trace: z.strictObject({ retention: duration.default('30d') }).prefault({}),
   log: z
@@ -149,12 +159,21 @@ const transportRule = z.strictObject({
   }),
 });
 
+const dkimSigningConfig = z.strictObject({
+  domainName: str,
+  selector: str,
+  privateKey: str,
+  enabled: z.boolean().default(true),
+});
+
 export const policySchema = z.strictObject({
   gateway,
   acceptedDomains: z.array(acceptedDomain).default([]),
   inboundConnectors: z.array(inboundConnector).default([]),
   outboundConnectors: z.array(outboundConnector).default([]),
   transportRules: z.array(transportRule).default([]),
+  /** Outbound DKIM signing (SPEC §11), New-DkimSigningConfig: one entry per domain and key. */
+  dkimSigningConfigs: z.array(dkimSigningConfig).default([]),
 });
 
 export type RawPolicy = z.infer<typeof policySchema>;

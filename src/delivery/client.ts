@@ -15,9 +15,8 @@ import type { SecureResolver } from './dnssec-resolver.js';
 import type { StsPolicies } from './mta-sts.js';
 import { resultTypeOf, type ResultType, type SessionResult } from './tls-results.js';
 import { ConnectionPool, dispose } from './pool.js';
-import { HeaderFilter } from './header-filter.js';
-import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';
-import { pipeline } from 'node:stream';
+import { outgoing, type Outgoing } from './outgoing.js';
+import { SigningError, type SigningKeys } from '../auth/sign.js';
 import { classifyConnectionFailure, hopFailure, outcomes, replyOutcome, type HopFailure, type RecipientOutcome } from './status.js';
 
 /** What delivery needs of a queued message (the queue's envelope is one). */
@@ -33,6 +32,8 @@ export interface DeliveryEnvelope {
   requireTls?: boolean;
   /** RFC 8689 §5 `TLS-Required: No`: the sender asks that DANE and MTA-STS not stop delivery. */
   tlsRequiredNo?: boolean;
+  /** SPEC §11: what the edge found for a message from outside, for the ARC seal. */
+  auth?: { authResults: string; cv: 'none' | 'pass' | 'fail' };
 }
 
 export interface DeliveryJob {
@@ -59,6 +60,8 @@ export interface DeliveryDeps {
   /** Policy failures that did not stop the delivery (MTA-STS testing), for logs and reports. */
   report?: (e: { event: 'tls-policy-failure'; policy: 'mta-sts'; mode: 'testing'; mx: string; remote: string; result: string }) => void;
   timeouts?: { connection: number; greeting: number; socket: number };
+  /** The DKIM and ARC keys the policy names, read at start and reload; none = nothing is signed. */
+  signingKeys?: SigningKeys;
 }
 
 /** Shuffles in place (Fisher–Yates): smart hosts are tried in random order. */
@@ -119,13 +122,19 @@ export async function deliver(job: DeliveryJob, deps: DeliveryDeps): Promise<Map
   const p = outboundPolicies(deps.policy, job.route, rcptDomain, { requireTls: !!env.requireTls, tlsRequiredNo: !!env.tlsRequiredNo }, deps.readCa, !!deps.secureResolver);
   const plan = await lookupPlan(p, job.route, deps);
   if (!plan.ok) return all(plan.outcome);
+  let out: Outgoing;
+  try {
+    out = await outgoing(deps.policy, deps.signingKeys ?? new Map(), { route: job.route, content: job.content, ...(env.auth ? { auth: env.auth } : {}) });
+  } catch (e) {
+    return all(e instanceof SigningError ? outcomes.signingFailed((e as Error).message) : outcomes.internalError((e as Error).message));
+  }
 
   const failures: HopFailure[] = [];
   let lastLabel = plan.label;
   for (const hop of plan.hops) {
     let testingFailure: ResultType | null = null;
     const req = { ...hop.requirement, onStsTestingFailure: (r: ResultType) => (testingFailure = r) };
-    const result = await attempt(job, deps, hop, req);
+    const result = await attempt(job, out, deps, hop, req);
     recordTlsResult(deps, rcptDomain, hop, result instanceof Map ? (testingFailure ?? 'success') : resultTypeOf(result.kind));
     if (result instanceof Map) {
       if (hop.label) for (const [r, o] of result) result.set(r, { ...o, security: hop.label });
@@ -149,7 +158,7 @@ type SendInfo = { accepted: string[]; rejected: string[]; rejectedErrors?: Nodem
 type SendOutcome = { kind: 'result'; result: Map<string, RecipientOutcome>; reusable: boolean } | { kind: 'failure'; failure: HopFailure };
 
 /** One SMTP transaction on an open connection. */
-function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: boolean): Promise<SendOutcome> {
+function transaction(conn: Conn, job: DeliveryJob, out: Outgoing, remote: string, requireTLS: boolean): Promise<SendOutcome> {
   return new Promise((resolve) => {
     let settled = false;
     const done = (v: SendOutcome): void => {
@@ -166,10 +175,9 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
     conn.once('end', onEnd);
     const env = job.envelope;
     const dsnPassed = passDsnParameters(conn, env);
-    // The header firewall on the way out: Exchange organization headers reach only an onPremises
-    // connector with cloudServicesMailEnabled.
-    const filter = keepExchangeHeadersTo(job.route) ? null : new HeaderFilter(isExchangeTrustedHeader);
-    const content = filter ? pipeline(job.content(), filter, () => {}) : job.content();
+    // The header firewall on the way out (Exchange organization headers reach only an onPremises
+    // connector with cloudServicesMailEnabled), then the signatures (outgoing.ts).
+    const { stream: content, filter } = out.open();
     const envelope = {
       from: env.sender,
       to: job.recipients,
@@ -179,28 +187,28 @@ function transaction(conn: Conn, job: DeliveryJob, remote: string, requireTLS: b
       ...(env.requireTls ? { requireTLSExtensionEnabled: true } : {}),
     };
     conn.send(envelope, content, (err: NodemailerError | null, info?: SendInfo) => {
-      const out = new Map<string, RecipientOutcome>();
+      const result = new Map<string, RecipientOutcome>();
       if (err && !info) {
         if (isRequireTlsRefusal(err)) return done({ kind: 'failure', failure: hopFailure('requiretls', `${remote} does not offer REQUIRETLS`) });
         if (!err.responseCode) return done({ kind: 'failure', failure: failed(err) });
         const o = replyOutcome(err.response ?? err.message, err.responseCode, remote);
-        for (const r of job.recipients) out.set(r, o);
+        for (const r of job.recipients) result.set(r, o);
         for (const re of (err as { rejectedErrors?: NodemailerError[] }).rejectedErrors ?? []) {
           const who = (re as { recipient?: string }).recipient;
-          if (who && re.responseCode) out.set(who, replyOutcome(re.response ?? re.message, re.responseCode, remote));
+          if (who && re.responseCode) result.set(who, replyOutcome(re.response ?? re.message, re.responseCode, remote));
         }
-        return done({ kind: 'result', result: out, reusable: false });
+        return done({ kind: 'result', result, reusable: false });
       }
       const accepted = new Set((info?.accepted ?? []).map((a) => a.toLowerCase()));
       for (const r of job.recipients) {
-        if (accepted.has(r.toLowerCase())) out.set(r, { ...outcomes.delivered(remote, info?.response ?? '250', dsnPassed), ...(filter?.removed ? { strippedExchangeHeaders: filter.removed } : {}) });
+        if (accepted.has(r.toLowerCase())) result.set(r, { ...outcomes.delivered(remote, info?.response ?? '250', dsnPassed), ...(filter?.removed ? { strippedExchangeHeaders: filter.removed } : {}), ...(out.signed.dkim.length || out.signed.arc ? { signed: out.signed } : {}) });
       }
       for (const re of info?.rejectedErrors ?? []) {
         const who = (re as { recipient?: string }).recipient;
-        if (who && !out.has(who)) out.set(who, replyOutcome(re.response ?? re.message, re.responseCode ?? 450, remote));
+        if (who && !result.has(who)) result.set(who, replyOutcome(re.response ?? re.message, re.responseCode ?? 450, remote));
       }
-      for (const r of job.recipients) if (!out.has(r)) out.set(r, outcomes.noReply(remote));
-      done({ kind: 'result', result: out, reusable: true });
+      for (const r of job.recipients) if (!result.has(r)) result.set(r, outcomes.noReply(remote));
+      done({ kind: 'result', result, reusable: true });
     });
   });
 }
@@ -285,7 +293,7 @@ function stsTestingProblem(conn: Conn, mx: string): ResultType | null {
   return leaf && leaf.checkHost(mx) !== undefined ? null : 'certificate-host-mismatch';
 }
 
-async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: TlsRequirement): Promise<Map<string, RecipientOutcome> | HopFailure> {
+async function attempt(job: DeliveryJob, out: Outgoing, deps: DeliveryDeps, hop: NextHop, req: TlsRequirement): Promise<Map<string, RecipientOutcome> | HopFailure> {
   const remote = `${hop.name}[${hop.address}]:${hop.port}`;
   const sni = hop.name !== hop.address ? hop.name : undefined;
   const tlsOpts = connectionTlsOptions(req, deps.identity, sni);
@@ -295,7 +303,7 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
   // A cached connection first; if it went stale, a fresh one.
   const cached = pool?.take(key);
   if (pool && cached) {
-    const r = await transaction(cached.conn, job, remote, tlsOpts.requireTLS);
+    const r = await transaction(cached.conn, job, out, remote, tlsOpts.requireTLS);
     if (r.kind === 'result') {
       if (r.reusable) pool.give(key, cached.conn, cached.uses + 1);
       else dispose(cached.conn);
@@ -307,7 +315,7 @@ async function attempt(job: DeliveryJob, deps: DeliveryDeps, hop: NextHop, req: 
   }
   const conn = await open(deps, hop, req, tlsOpts, remote);
   if (!(conn instanceof SMTPConnection)) return hopFailureUnder(req, conn);
-  const r = await transaction(conn, job, remote, tlsOpts.requireTLS);
+  const r = await transaction(conn, job, out, remote, tlsOpts.requireTLS);
   if (r.kind === 'failure') {
     dispose(conn);
     conn.close();

@@ -1,7 +1,7 @@
 // What delivery needs of a policy, built in one place for every caller (the daemon at start and at
 // each reload, `validate`, `tls-report`): the client identity, the resolver of gateway.dns.servers,
 // the DNSSEC-aware resolver only where its AD bit can be trusted (SPEC §8), the connector CA files
-// read once, and a connection cache.
+// read once, the DKIM and ARC signing keys, and a connection cache.
 import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Policy } from '../policy/types.js';
@@ -9,6 +9,7 @@ import { cachedPemReader, readIdentity } from '../tls/files.js';
 import type { DeliveryDeps } from './client.js';
 import { SecureResolver } from './dnssec-resolver.js';
 import { ConnectionPool } from './pool.js';
+import { readSigningKeys } from '../auth/sign.js';
 import { HopResolver } from './resolve.js';
 
 export type BuiltDeliveryDeps = DeliveryDeps & { pool: ConnectionPool; resolver: HopResolver };
@@ -34,6 +35,7 @@ export function buildDeliveryDeps(policy: Policy, extras: DeliveryExtras = {}, o
     resolver: new HopResolver(policy.gateway.dns.servers),
     readCa: cachedPemReader(),
     secureResolver: secureResolverFor(policy),
+    ...(opts.identity === false ? {} : { signingKeys: readSigningKeys(policy) }),
     ...extras,
   };
 }

@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import dnsPacket from 'dns-packet';
 import type { DnsServer } from '../mail/dns-server.js';
 
-export type RecordType = 'MX' | 'A' | 'AAAA' | 'TLSA' | 'TXT' | 'SOA';
+export type RecordType = 'MX' | 'A' | 'AAAA' | 'TLSA' | 'TXT' | 'SOA' | 'PTR';
 
 export interface TlsaRecord {
   usage: number;
@@ -26,6 +26,7 @@ interface RecordData {
   TLSA: TlsaRecord;
   TXT: string;
   SOA: { serial: number };
+  PTR: string;
 }
 
 export interface DnsAnswer<T extends RecordType> {
@@ -177,6 +178,7 @@ function toAnswer<T extends RecordType>(reply: Decoded, type: T): DnsAnswer<T> {
         break;
       case 'A':
       case 'AAAA':
+      case 'PTR':
         records.push(a.data as RecordData[T]);
         break;
       case 'TLSA':

@@ -16,6 +16,8 @@ export interface RecipientOutcome {
   dsnPassed?: boolean;
   /** Exchange organization headers the header firewall removed on the way out. */
   strippedExchangeHeaders?: number;
+  /** DKIM keys (selector._domainkey.domain) that signed it, and the ARC seal added (SPEC §11). */
+  signed?: { dkim: string[]; arc: string | null };
   /**
    * What secured (or was to secure) an MX delivery (SPEC §8): DANE's TLSA match, TLS required by
    * unusable TLSA, no DANE for the host though DANE is in effect, or — DANE not in effect —
@@ -96,6 +98,8 @@ export const outcomes = {
   }),
   /** A next hop took the transaction but said nothing about this recipient. */
   noReply: (remote: string): RecipientOutcome => ({ status: 'deferred', code: '4.0.0', detail: `${remote}: no reply for this recipient`, remote }),
+  /** A DKIM signature or ARC seal the policy asks for could not be made: not sent unsigned (a receiver enforcing DMARC would refuse it). */
+  signingFailed: (detail: string): RecipientOutcome => ({ status: 'deferred', code: '4.7.0', detail: `signing failed: ${detail}` }),
   /** The delivery code failed unexpectedly (a bug, or the spool file vanished). */
   internalError: (what: string): RecipientOutcome => ({ status: 'deferred', code: '4.0.0', detail: `delivery error: ${what}` }),
   delivered: (remote: string, response: string, dsnPassed: boolean): RecipientOutcome => ({ status: 'delivered', code: '2.0.0', detail: `${remote} said: ${response}`, remote, dsnPassed }),

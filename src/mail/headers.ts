@@ -36,11 +36,12 @@ export function parseHeaderBlock(block: string): HeaderField[] {
 }
 
 /** Drops the fields whose name `drop` says so; returns the new block and how many were dropped. */
-export function filterHeaderBlock(block: string, drop: (name: string) => boolean): { block: string; removed: number } {
+export function filterHeaderBlock(block: string, drop: (name: string, value: string) => boolean): { block: string; removed: number } {
   let removed = 0;
   const kept: string[] = [];
   for (const lines of fieldsOf(block)) {
-    if (drop(nameOf(lines[0] ?? ''))) removed++;
+    const first = lines[0] ?? '';
+    if (drop(nameOf(first), [first.slice(first.indexOf(':') + 1), ...lines.slice(1)].join(' ').trim())) removed++;
     else kept.push(...lines);
   }
   return { block: kept.map((l) => l + '\r\n').join(''), removed };

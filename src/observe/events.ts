@@ -35,10 +35,25 @@ export interface RuleEvent {
 
 /** One recipient's outcome of an attempt (queue/schedule.ts afterAttempt decides them). */
 export type RecipientEvent =
-  | { event: 'delivered'; recipient: string; connector: string | null; remote?: string; result: string; strippedExchangeHeaders?: number; security?: string }
+  | { event: 'delivered'; recipient: string; connector: string | null; remote?: string; result: string; strippedExchangeHeaders?: number; signed?: { dkim: string[]; arc: string | null }; security?: string }
   | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: string; expired: false; security?: string }
   | { event: 'bounced'; recipient: string; connector: string | null; code: string; result: 'expired'; expired: true; last: string }
   | { event: 'deferred'; recipient: string; connector: string | null; code: string; result: string; attempts: number; security?: string };
+
+/** Sender authentication at end of DATA (SPEC §11): what each check found, and the DMARC verdict. */
+export interface AuthenticationEvent {
+  event: 'authentication';
+  qid?: string;
+  spf?: { result: string; domain: string };
+  dkim?: Array<{ result: string; domain: string; selector: string }>;
+  arc?: { result: string; sealer: string | null; sealerSawPass: boolean };
+  dmarc?: { domain: string | null; result: string; policy: string | null; unevaluable?: string };
+  action?: 'accept' | 'quarantine' | 'reject';
+  why?: string;
+  /** The checks themselves failed: the message was accepted unchecked. */
+  result?: 'error';
+  err?: string;
+}
 
 /** A DSN about `original` was queued as `qid`. */
 export interface DsnEvent {
@@ -74,12 +89,12 @@ export interface RemovedEvent {
 }
 
 /** What the trace keeps: each event with its message's queue id. */
-export type TracedEvent = QueuedEvent | RuleEvent | (RecipientEvent & { qid: string }) | DsnEvent | DsnSuppressedEvent | OperatorEvent | RemovedEvent;
+export type TracedEvent = QueuedEvent | RuleEvent | AuthenticationEvent | (RecipientEvent & { qid: string }) | DsnEvent | DsnSuppressedEvent | OperatorEvent | RemovedEvent;
 
 /** A log line as the trace reads it back: the event, pino's own fields, and the session's bindings. */
 export type TracedLine = TracedEvent & { time?: string | number; level?: number; msg?: string; svc?: string; sid?: string; ip?: string; worker?: number };
 
-export const TRACED_EVENTS: ReadonlySet<string> = new Set<TracedEvent['event']>(['queued', 'rule', 'delivered', 'deferred', 'bounced', 'dsn', 'dsn-suppressed', 'deleted', 'held', 'released', 'removed']);
+export const TRACED_EVENTS: ReadonlySet<string> = new Set<TracedEvent['event']>(['queued', 'rule', 'authentication', 'delivered', 'deferred', 'bounced', 'dsn', 'dsn-suppressed', 'deleted', 'held', 'released', 'removed']);
 
 /** Marks an object as a traced event at the place it is logged: the compiler checks its fields. */
 export const traced = <E extends TracedEvent>(e: E): E => e;

@@ -19,6 +19,8 @@ export class Metrics {
   readonly queueOldest = new Gauge({ name: 'gateway_queue_oldest_age_seconds', help: 'Age of the oldest message in the queue', registers: [this.registry] });
   readonly deadDestinations = new Gauge({ name: 'gateway_destinations_dead', help: 'Destinations whose every next hop failed, tried again by a probe each retry interval', registers: [this.registry] });
   readonly parked = new Gauge({ name: 'gateway_queue_parked_messages', help: 'Messages waiting for a dead destination to come back', registers: [this.registry] });
+  readonly authResults = new Counter({ name: 'gateway_auth_results_total', help: 'Sender authentication results of mail from outside, by method (spf, dkim, arc, dmarc) and result', labelNames: ['method', 'result'], registers: [this.registry] });
+  readonly dmarcRefusals = new Counter({ name: 'gateway_dmarc_refusals_total', help: 'Messages refused (550 5.7.509) or quarantined for DMARC, by header From domain and action', labelNames: ['domain', 'action'], registers: [this.registry] });
   readonly verifications = new Counter({ name: 'gateway_recipient_verifications_total', help: 'Recipient verification callouts (cached answers included), by result', labelNames: ['result'], registers: [this.registry] });
   readonly rules = new Counter({ name: 'gateway_transport_rule_matches_total', help: 'Mail flow rules that matched a message, by rule, mode and action', labelNames: ['rule', 'mode', 'action'], registers: [this.registry] });
   readonly buildInfo = new Gauge({ name: 'gateway_build_info', help: 'The running version of connector-gateway and of Node.js (always 1)', labelNames: ['version', 'node'], registers: [this.registry] });

@@ -57,7 +57,8 @@ export type InboundRule =
   | 'throttle'
   | 'error-limit'
   | 'data-rate'
-  | 'transport-rule';
+  | 'transport-rule'
+  | 'dmarc';
 
 export interface Refusal {
   rule: InboundRule;

@@ -21,6 +21,12 @@ export const replies = {
   relayDenied: (): Reply => ({ code: 550, enhanced: '5.7.64', text: 'TenantAttribution; Relay Access Denied' }),
   /** gateway.rejectDirectSend: our domain as MAIL FROM, from a session no connector claims (Exchange Online's text). */
   directSendRejected: (): Reply => ({ code: 550, enhanced: '5.7.68', text: 'TenantInboundAttribution; Direct Send not allowed for this organization from unauthorized sources' }),
+  /** SPEC §11: dmarc: enforce, a DMARC failure under p=reject (Exchange Online's text). */
+  dmarcReject: (domain: string): Reply => ({
+    code: 550,
+    enhanced: '5.7.509',
+    text: `Access denied, sending domain ${domain} does not pass DMARC verification and has a DMARC policy of reject`,
+  }),
   noRoute: (domain: string): Reply => ({ code: 451, enhanced: '4.4.0', text: `No route to ${domain}` }),
   throttled: (): Reply => ({ code: 451, enhanced: '4.7.500', text: 'Server busy, try again later' }),
   /** gateway.limits.maxConnections reached (across worker processes; smtp-server says the same within one). */

@@ -160,9 +160,33 @@ export interface GatewaySettings {
   };
   /** tokenFile: the bearer token /trace requires (GATEWAY_ADMIN_TOKEN overrides it). */
   admin: { address: string; port: number; tokenFile: string | null } | null;
+  /** Sender authentication of mail from outside (SPEC §11); null: no checks. */
+  authentication: AuthenticationSettings | null;
   /** ms; 0 = no trace store. */
   trace: { retention: number };
   log: { level: string };
+}
+
+export type DmarcMode = 'enforce' | 'audit' | 'off';
+
+export interface AuthenticationSettings {
+  /** The authserv-id of our Authentication-Results (RFC 8601); gateway.hostname unless set. */
+  authservId: string;
+  /** enforce: p=reject refused (550 5.7.509), p=quarantine marked; audit: recorded only; off: no DMARC. */
+  dmarc: DmarcMode;
+  /** Lower-case domains whose intact ARC chain with a pass rescues a DMARC failure. */
+  arcTrustedSealers: string[];
+  /** Seal what comes from outside before it is relayed; privateKey is a file path. */
+  arcSeal: { domain: string; selector: string; privateKey: string } | null;
+}
+
+/** New-DkimSigningConfig: the domain (lower case) whose header From is signed with this key. */
+export interface DkimSigningConfig {
+  domainName: string;
+  selector: string;
+  /** A file path: RSA of at least 2048 bits or Ed25519. */
+  privateKey: string;
+  enabled: boolean;
 }
 
 export interface Policy {
@@ -172,6 +196,7 @@ export interface Policy {
   outboundConnectors: OutboundConnector[];
   /** In evaluation order: priority, then as listed. */
   transportRules: TransportRule[];
+  dkimSigningConfigs: DkimSigningConfig[];
 }
 
 /**

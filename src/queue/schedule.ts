@@ -152,7 +152,7 @@ export function afterAttempt(before: Envelope, results: readonly AttemptResult[]
     r.lastResult = `${o.code} ${o.detail}`;
     if (o.status === 'delivered') {
       r.status = 'delivered';
-      events.push({ event: 'delivered', recipient: r.address, connector, remote: o.remote, result: o.detail, ...(o.strippedExchangeHeaders ? { strippedExchangeHeaders: o.strippedExchangeHeaders } : {}), ...sec(o) });
+      events.push({ event: 'delivered', recipient: r.address, connector, remote: o.remote, result: o.detail, ...(o.strippedExchangeHeaders ? { strippedExchangeHeaders: o.strippedExchangeHeaders } : {}), ...(o.signed ? { signed: o.signed } : {}), ...sec(o) });
       // NOTIFY=SUCCESS: a next hop that offers DSN got the request and reports delivery; one
       // that does not gets the message from us, so we say it was relayed (RFC 3461 §5.2.2).
       if (r.notify?.includes('SUCCESS') && !o.dsnPassed) relayed.push(dsnRecipient(r, '2.0.0', o.detail, o.remote));

@@ -56,6 +56,11 @@ export interface Envelope {
   rules?: Array<{ name: string; mode: 'enforce' | 'audit' }>;
   /** On hold (`queue hold`, Postfix's postsuper -h): kept, never attempted until released. */
   held?: true;
+  /**
+   * SPEC §11: a message from outside, authenticated at the edge: our Authentication-Results
+   * payload and the ARC chain's validation, which the ARC seal carries on the way out.
+   */
+  auth?: { authResults: string; cv: 'none' | 'pass' | 'fail' };
 }
 
 /** Whether the message still has a recipient to deliver at `domain` (normalized by the caller). */

@@ -9,7 +9,10 @@ import { evaluateData } from '../policy/data.js';
 import { unadvertisedParameter } from '../policy/parameters.js';
 import { evaluateRules } from '../policy/rules.js';
 import { keepExchangeHeadersFrom } from '../policy/headers.js';
-import { editHeaderBlock } from '../mail/headers.js';
+import { editHeaderBlock, filterHeaderBlock } from '../mail/headers.js';
+import { authenticationApplies, authVerdict, claimsOurAuthservId, dmarcResult, type AuthVerdict } from '../policy/authentication.js';
+import { withDmarcResult, type Authenticated } from '../auth/verify.js';
+import { EdgeAuthentication } from './edge-auth.js';
 import { formatReply, replies, type Reply } from '../policy/replies.js';
 import type { Policy } from '../policy/types.js';
 import { certificateNames } from '../tls/names.js';
@@ -153,6 +156,31 @@ export class SessionHooks {
    * Performs a refusal: the log event, the metric, and the error smtp-server replies with. Each
    * counts against the session's hard error limit: at it, the session ends with 421 after this reply.
    */
+  /** What SPF, DKIM, ARC and DMARC found, decided (policy/authentication.ts), logged and counted. */
+  private authenticationVerdict(st: SessionState, found: Authenticated | Error, qid: string | undefined): AuthVerdict {
+    const auth = st.policy.gateway.authentication!;
+    if (found instanceof Error) {
+      st.log.error(traced({ event: 'authentication', qid, result: 'error', err: found.message }), 'sender authentication could not run: the message is accepted unchecked');
+      this.deps.metrics?.authResults.inc({ method: 'dmarc', result: 'temperror' });
+      return { action: 'accept', why: `the checks failed: ${found.message}` };
+    }
+    const f = found.facts;
+    const verdict = authVerdict(auth.dmarc, auth.arcTrustedSealers, f, Math.random() * 100);
+    const m = this.deps.metrics;
+    if (m) {
+      m.authResults.inc({ method: 'spf', result: f.spf.result });
+      for (const d of f.dkim.length ? f.dkim : [{ result: 'none' }]) m.authResults.inc({ method: 'dkim', result: d.result });
+      m.authResults.inc({ method: 'arc', result: f.arc.result });
+      m.authResults.inc({ method: 'dmarc', result: dmarcResult(f.dmarc) });
+      if (verdict.action !== 'accept') m.dmarcRefusals.inc({ domain: verdict.action === 'reject' ? verdict.domain : (f.dmarc.domain ?? ''), action: verdict.action });
+    }
+    st.log.info(
+      traced({ event: 'authentication', ...(verdict.action === 'reject' ? {} : { qid }), spf: f.spf, dkim: f.dkim, arc: f.arc, dmarc: { domain: f.dmarc.domain, result: dmarcResult(f.dmarc), policy: f.dmarc.policy, ...(f.dmarc.unevaluable ? { unevaluable: f.dmarc.unevaluable.reason } : {}) }, action: verdict.action, why: verdict.why }),
+      'sender authentication',
+    );
+    return verdict;
+  }
+
   private refuse(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): Error {
     const r = refusal.reply;
     this.record(st, refusal, extra, 'refused');
@@ -337,6 +365,11 @@ export class SessionHooks {
       }),
       { stripExchangeHeaders: !keepExchangeHeadersFrom(txn.decision.attribution) },
     );
+    // Sender authentication (SPEC §11) of mail from outside reads the message as it arrives.
+    const auth = st.policy.gateway.authentication;
+    const checks = auth && authenticationApplies(auth, txn.decision.attribution.connector?.connectorType ?? null)
+      ? new EdgeAuthentication(st.policy, { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '', authservId: auth.authservId })
+      : null;
     // Always drain the stream, whatever happens to the spool file; the first write error stops writing.
     const spoolWrite = async (out: Buffer[]): Promise<void> => {
       if (!writer || writeError) return;
@@ -369,11 +402,16 @@ export class SessionHooks {
           oversize = true;
           await writer?.abort();
           writer = null;
+          checks?.abort();
         }
-        if (!oversize) await spoolWrite(scanner.push(chunk));
+        if (!oversize) {
+          checks?.write(chunk);
+          await spoolWrite(scanner.push(chunk));
+        }
       }
     } catch (e) {
       clearInterval(watch);
+      checks?.abort();
       // The client went away in the middle of the message: nothing was acknowledged, nothing is kept.
       await writer?.abort();
       st.log.info({ event: 'data-aborted', err: (e as Error).message, bytes: stream.byteLength }, 'client left during DATA');
@@ -383,6 +421,7 @@ export class SessionHooks {
     // The final dot has been read: from here to the 250 is the accept path's own latency.
     const dotAt = performance.now();
     if (!oversize) await spoolWrite(scanner.end());
+    if (!oversize) checks?.end();
 
     const refusal = evaluateData(
       {
@@ -396,8 +435,23 @@ export class SessionHooks {
       connector,
     );
     if (refusal) {
+      checks?.abort();
       await writer?.abort();
       return cb(this.refuse(st, refusal, { size: stream.byteLength, received: scanner.receivedCount }));
+    }
+
+    // The sender authentication verdict (DMARC p=reject: 550 5.7.509, nothing queued).
+    let authenticated = checks ? await checks.result : null;
+    let verdict: AuthVerdict | null = null;
+    if (auth && authenticated) {
+      verdict = this.authenticationVerdict(st, authenticated, writer?.id);
+      if (!(authenticated instanceof Error) && dmarcResult(authenticated.facts.dmarc) !== authenticated.facts.dmarc.result) {
+        authenticated = withDmarcResult(authenticated, dmarcResult(authenticated.facts.dmarc), `l= leaves ${authenticated.facts.dmarc.passedBy.unsignedBytes} body bytes unsigned`);
+      }
+      if (verdict.action === 'reject') {
+        await writer?.abort();
+        return cb(this.refuse(st, { rule: 'dmarc', connector, reply: verdict.reply }, { domain: verdict.domain, why: verdict.why, size: stream.byteLength }));
+      }
     }
 
     // Mail flow rules (SPEC §9) on the message as received.
@@ -412,10 +466,15 @@ export class SessionHooks {
       await writer?.abort();
       return cb(this.refuse(st, { rule: 'transport-rule', connector, reply: rules.reject.reply }, { transportRule: rules.reject.rule, size: stream.byteLength }));
     }
-    if (writer && !writeError && (rules.removeHeaders.length || rules.setHeaders.length)) {
+    // The header section as spooled: our trace fields, then what the checks found (an
+    // Authentication-Results of ours from outside removed: it could only be forged), then the
+    // sender's fields as the rules leave them.
+    const authHeaders = authenticated && !(authenticated instanceof Error) ? authenticated.headers + (verdict?.action === 'quarantine' ? 'X-MS-Exchange-Organization-SCL: 5\r\n' : '') : '';
+    if (writer && !writeError && (rules.removeHeaders.length || rules.setHeaders.length || authHeaders)) {
       const head = scanner.head;
+      const own = auth ? filterHeaderBlock(head.own, (name, value) => claimsOurAuthservId(name, value, auth.authservId)).block : head.own;
       try {
-        await writer.replaceHead(head.length, Buffer.from(head.ours + editHeaderBlock(head.own, rules.removeHeaders, rules.setHeaders), 'latin1'));
+        await writer.replaceHead(head.length, Buffer.from(head.ours + authHeaders + editHeaderBlock(own, rules.removeHeaders, rules.setHeaders), 'latin1'));
       } catch (e) {
         writeError = e as Error;
       }
@@ -435,6 +494,7 @@ export class SessionHooks {
           bodyType: session.envelope.bodyType === '8bitmime' ? '8bitmime' : '7bit',
           ...tlsFlags(!!session.envelope.requireTLS, headers),
           smtpUtf8: !!session.envelope.smtpUtf8,
+          ...(authenticated && !(authenticated instanceof Error) ? { auth: { authResults: authenticated.authResults, cv: authenticated.cv } } : {}),
           client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', sessionId: session.id, connector, tls: st.tls ? st.tls.version : null },
         });
       } catch (e) {

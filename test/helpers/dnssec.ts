@@ -81,6 +81,10 @@ export async function startDnssec(dir: string, zones: TestZone[]): Promise<Dnsse
       `  trust-anchor-file: "${dir}/anchors.ds"`,
       '  access-control: 127.0.0.0/8 allow',
       '  local-zone: "test." nodefault', // unbound answers .test itself otherwise (RFC 6761)
+      // Nothing leaves the machine: every name outside the test zones is answered NXDOMAIN here
+      // (a DMARC tree walk asks _dmarc.test, an SPF check example.org) instead of by the root servers.
+      '  local-zone: "." static',
+      ...zones.map((z) => `  local-zone: "${z.name}." transparent`),
       '  ede: yes', // RFC 8914 extended errors: "DNSSEC bogus" is told apart from other SERVFAILs
       '  val-log-level: 2',
       '  qname-minimisation: no',

@@ -13,14 +13,15 @@ const ALLOWED: Record<string, string[]> = {
   config: ['mail', 'policy'],
   tls: ['mail', 'policy'],
   observe: ['mail'],
-  delivery: ['mail', 'policy', 'tls', 'observe'],
+  auth: ['mail', 'policy'],
+  delivery: ['mail', 'policy', 'tls', 'observe', 'auth'],
   queue: ['mail', 'policy', 'delivery', 'observe'],
   bounce: ['mail', 'policy', 'queue'],
-  smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery'],
+  smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery', 'auth'],
   trace: ['mail', 'config', 'observe'],
-  cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp'],
-  daemon: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster'],
-  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'daemon'],
+  cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp', 'auth'],
+  daemon: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'auth'],
+  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'daemon', 'auth'],
 };
 
 function sources(dir: string): string[] {

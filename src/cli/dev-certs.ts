@@ -3,6 +3,7 @@
 // a partner's CA (and signs the gateway's certificate); dev-onprem-ca for the CA of our own
 // servers, named only on the on-premises connector — a partner's CA cannot vouch for our names.
 // node-forge is loaded only here.
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,7 +27,27 @@ export async function devCerts(args: string[]): Promise<void> {
     write('onprem.key', c.keyPem);
     write('onprem.crt', c.certPem, ca.certPem);
   };
+  /** Development DKIM keys (RSA 2048 and Ed25519) and an ARC sealing key for contoso.com, with the DNS records to publish. */
+  const signingKeys = (): boolean => {
+    const keys: Array<[string, 'rsa' | 'ed25519', string]> = [
+      ['dkim-contoso.com-rsa.key', 'rsa', 'rsa2026._domainkey.contoso.com'],
+      ['dkim-contoso.com-ed25519.key', 'ed25519', 'ed2026._domainkey.contoso.com'],
+      ['arc-contoso.com.key', 'rsa', 'arc2026._domainkey.contoso.com'],
+    ];
+    if (!values.force && keys.every(([f]) => fs.existsSync(path.join(dir, f)))) return false;
+    const records: string[] = [];
+    for (const [file, type, name] of keys) {
+      const { privateKey } = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519');
+      write(file, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+      const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+      records.push(`${name}. IN TXT "v=DKIM1; k=${type}; p=${(type === 'rsa' ? spki : spki.subarray(spki.length - 32)).toString('base64')}"`);
+    }
+    write('dkim-records.txt', `; publish these for the keys in ${dir}/ (zone-file syntax; split a long text into strings of 255)\n${records.join('\n')}\n`);
+    return true;
+  };
   if (fs.existsSync(crt) && !values.force) {
+    const keysWritten = signingKeys();
+    if (keysWritten) process.stdout.write(`wrote development DKIM and ARC keys to ${dir}/ (their DNS records: ${dir}/dkim-records.txt)\n`);
     if (fs.existsSync(onpremCa)) {
       process.stdout.write(`${crt} exists; leaving the certificates as they are (--force to replace)\n`);
       return;
@@ -52,5 +73,6 @@ export async function devCerts(args: string[]): Promise<void> {
   write('fabrikam.key', fabrikam.keyPem);
   write('fabrikam.crt', fabrikam.certPem, ca.certPem);
   onprem();
-  process.stdout.write(`wrote development certificates to ${dir}/: dev-ca (partners), dev-onprem-ca (our servers), gateway, onprem, fabrikam (.crt/.key)\n`);
+  signingKeys();
+  process.stdout.write(`wrote development certificates to ${dir}/: dev-ca (partners), dev-onprem-ca (our servers), gateway, onprem, fabrikam (.crt/.key); DKIM and ARC keys for contoso.com (records: ${dir}/dkim-records.txt)\n`);
 }

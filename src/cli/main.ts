@@ -41,7 +41,7 @@ const COMMANDS: Record<string, Command> = {
   check: { synopsis: 'check [--config FILE]', about: 'validate the policy: errors and warnings as file:line:column with a fix; exit 0 ok, 1 errors', run: check },
   reload: { synopsis: 'reload [--config FILE]', about: 'the running daemon reads its policy again (as SIGHUP): reloaded, unchanged, or refused with its errors; exit 0, or 1 when refused or no daemon runs', run: reloadCommand },
   explain: {
-    synopsis: 'explain --ip IP [--cert-name NAME [--cert-ca FILE|public]] [--tls] --from ADDR --to ADDR [--to ADDR…] [--header "Name: value"…] [--size SIZE] [--requiretls] [--config FILE]',
+    synopsis: 'explain --ip IP [--cert-name NAME [--cert-ca FILE|public]] [--tls] [--helo NAME] --from ADDR --to ADDR [--to ADDR…] [--header "Name: value"…] [--message FILE.eml] [--size SIZE] [--requiretls] [--config FILE]',
     about: 'which connectors, rules and security apply and what the gateway would answer; exit 0 accepted, 3 refused',
     run: explain,
   },

@@ -24,6 +24,7 @@ let partner: Sink;
 /** name → TXT text, for dkimpy's dnsfunc. */
 const records: Record<string, string> = {};
 let recordsFile: string;
+let policyFile: string;
 const keyFiles: Record<string, string> = {};
 
 /** A key pair: the PEM file (PKCS#8 for the gateway, PKCS#1 for dkimpy's RSA) and its DKIM key record. */
@@ -129,8 +130,7 @@ beforeAll(async () => {
   ]);
   onprem = await startSink({ noStartTls: true, host: '127.0.0.1' });
   partner = await startSink({ noStartTls: true, host: '127.0.0.1' });
-  gw = await startGateway(
-    writePolicy(dir, {
+  policyFile = writePolicy(dir, {
       gateway: testGateway(dir, pki, {
         dns: { servers: [dns.server] },
         rejectDirectSend: true,
@@ -152,8 +152,8 @@ beforeAll(async () => {
         { domainName: 'contoso.com', selector: 'rsa2026', privateKey: ourRsa.file },
         { domainName: 'contoso.com', selector: 'ed2026', privateKey: ourEd.file },
       ],
-    }),
-  );
+    });
+  gw = await startGateway(policyFile);
 }, 60_000);
 
 afterAll(async () => {
@@ -310,6 +310,31 @@ describe('outbound DKIM signing (dkimSigningConfigs)', () => {
   it('mail to our own servers (onPremises connector) is not signed', async () => {
     expect(await send('127.0.0.10', 'ceo@contoso.com', 'user@contoso.com', message('ceo@contoso.com', 'internal'))).toMatch(/^250 2\.6\.0 /);
     expect((await sunk(onprem, 'internal')).raw).not.toMatch(/^DKIM-Signature:/m);
+  });
+});
+
+describe('explain --message (Test-Message)', () => {
+  it('runs the checks on a real message: what each found, our Authentication-Results, and the verdict', async () => {
+    const forged = path.join(dir, 'forged.eml');
+    fs.writeFileSync(forged, message('alice@sender.test', 'explained').replace(/\r\n/g, '\n')); // saved with LF line ends, as an editor does
+    const r = await runCli(['explain', '--config', policyFile, '--ip', '127.0.0.5', '--from', 'alice@sender.test', '--to', 'user@contoso.com', '--message', forged]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/^  spf=fail \(sender\.test\)$/m);
+    expect(r.stdout).toMatch(/^  dmarc=fail \(header From sender\.test, policy reject\)$/m);
+    expect(r.stdout).toContain('  reply: 550 5.7.509 Access denied, sending domain sender.test does not pass DMARC verification and has a DMARC policy of reject');
+    const signed = path.join(dir, 'signed.eml');
+    fs.writeFileSync(signed, dkimpy(['sign', 'sender.test', 's1', keyFiles.sender!], message('alice@sender.test', 'explained signed')));
+    const ok = await runCli(['explain', '--config', policyFile, '--ip', '127.0.0.3', '--from', 'alice@sender.test', '--to', 'user@contoso.com', '--message', signed]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^  dkim=pass \(d=sender\.test s=s1\)$/m);
+    expect(ok.stdout).toMatch(/^  signing for user@contoso\.com \(header From sender\.test\): no DKIM signature.*; ARC seal arc2026\._domainkey\.contoso\.com$/m);
+  });
+  it('our own servers: not checked; the DKIM keys that sign toward a partner', async () => {
+    const r = await runCli(['explain', '--config', policyFile, '--ip', '127.0.0.10', '--from', 'ceo@contoso.com', '--to', 'someone@partner.example', '--to', 'user@contoso.com']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('  sender authentication: not checked (onPremises connector OnPrem: our own servers)');
+    expect(r.stdout).toContain('  signing for someone@partner.example (header From contoso.com): DKIM rsa2026._domainkey.contoso.com, ed2026._domainkey.contoso.com');
+    expect(r.stdout).toMatch(/^  signing for user@contoso\.com \(header From contoso\.com\): no DKIM signature/m);
   });
 });
 

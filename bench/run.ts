@@ -15,6 +15,7 @@ import { configurePostfix, ensurePostfixInstalled, POSTFIX_DIR, startPostfix, st
 import { policyMicroBenchmark } from './policy-micro.js';
 import { securityMicroBenchmark, type SecurityFigures } from './security-micro.js';
 import { traceMicroBenchmark, type TraceFigures } from './trace-micro.js';
+import { authMicroBenchmark, type AuthFigures } from './auth-micro.js';
 import { attackScenario, printAttacks, type AttackFigures } from './attack.js';
 import { backlogScenario, type BacklogFigures, type BacklogKit, type BacklogTarget, type LoadResult, type SinkDone } from './backlog.js';
 
@@ -39,6 +40,7 @@ const { values: opt } = parseArgs({
     'only-backlog': { type: 'boolean', default: false },
     'no-attack': { type: 'boolean', default: false }, // skip the "under attack" scenario
     'only-attack': { type: 'boolean', default: false },
+    'no-auth': { type: 'boolean', default: false }, // skip the run with sender authentication and signing on (issue 19)
   },
 });
 const SESSIONS = Number(opt.sessions);
@@ -241,8 +243,24 @@ function startSink(port: number, certs: ReturnType<typeof makeCerts>, expect = T
   return waitLine(sink, (o) => o.listening === port, 10_000, 'the sink').then(() => sink);
 }
 
-function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof makeCerts>, dir: string, adminPort: number): string {
+/**
+ * The default scenario's policy. `auth`: the same with sender authentication on (dmarc: enforce,
+ * every message ARC-sealed) and the load's From domain DKIM-signed (RSA 2048) on the way out,
+ * through a partner connector (signing skips onPremises ones). DNS is a closed port, as in the
+ * run without: each lookup fails at once (temperror), so the figures are the checks' own cost.
+ */
+function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof makeCerts>, dir: string, adminPort: number, auth = false): string {
   const file = path.join(dir, 'gateway.yaml');
+  const key = (name: string): string => {
+    const f = path.join(dir, name);
+    openssl(['genpkey', '-algorithm', 'rsa', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', f]);
+    return f;
+  };
+  const authKeys = auth
+    ? {
+        authentication: { dmarc: 'enforce', arcSeal: { domain: 'bench.test', selector: 'arc', privateKey: key('arc.key') } },
+      }
+    : {};
   fs.writeFileSync(
     file,
     stringify({
@@ -258,12 +276,14 @@ function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof 
         trace: { retention: opt.trace === 'off' ? 0 : '30d' },
         // As in production: the metrics endpoint on (the idle scenario reads its session gauge).
         admin: { address: '127.0.0.1', port: adminPort },
+        ...authKeys,
       },
       acceptedDomains: [{ domain: 'bench.test' }],
       inboundConnectors: [{ name: 'Load', connectorType: 'partner', senderIPAddresses: ['127.0.0.0/8'], requireTls: true }],
       outboundConnectors: [
-        { name: 'Sink', connectorType: 'onPremises', recipientDomains: ['bench.test'], smartHosts: [`[127.0.0.1]:${sinkPort}`], tlsSettings: 'certificateValidation', tlsCertificateAuthorities: certs.ca },
+        { name: 'Sink', connectorType: auth ? 'partner' : 'onPremises', recipientDomains: ['bench.test'], smartHosts: [`[127.0.0.1]:${sinkPort}`], tlsSettings: 'certificateValidation', tlsCertificateAuthorities: certs.ca },
       ],
+      ...(auth ? { dkimSigningConfigs: [{ domainName: 'bench.example', selector: 'rsa', privateKey: key('dkim.key') }] } : {}),
     }),
   );
   return file;
@@ -483,6 +503,17 @@ async function main(): Promise<void> {
     results.gateway = await loadAndMeasure(gport, sink, gpid, certs.ca, () => treeRssMb(gpid)); // with its worker processes
     await stopGateway(gw);
     results.acceptPath = acceptBreakdown(path.join(gdir, 'gateway.log'));
+    // The same with sender authentication and signing on (issue 19), against the same sink.
+    if (!opt['no-auth']) {
+      const adir = path.join(work, 'gateway-auth');
+      fs.mkdirSync(adir);
+      sink.send({ reset: TOTAL });
+      const agw = await startGateway(gatewayPolicy(gport, sinkPort, certs, adir, adminPort, true), adir, gport);
+      const apid = agw.pid!;
+      results.gatewayAuth = await loadAndMeasure(gport, sink, apid, certs.ca, () => treeRssMb(apid));
+      await stopGateway(agw);
+      sink.send({ reset: TOTAL });
+    }
   }
 
   if (opt['only-gateway']) {
@@ -557,6 +588,7 @@ async function main(): Promise<void> {
   results.policy = await policyMicroBenchmark(Number(opt.connectors), Number(opt.ranges));
   results.security = await securityMicroBenchmark().catch((e: Error) => ({ skipped: e.message }));
   results.trace = traceMicroBenchmark();
+  results.auth = await authMicroBenchmark();
   if (Number(opt.backlog) > 0) results.backlog = await backlog(certs, Number(opt.backlog));
   if (!opt['no-attack']) results.attack = await attackScenario(attackKit);
   print(results);
@@ -654,6 +686,24 @@ function print(r: Record<string, unknown>): void {
           `  CPU seconds per 1,000 messages <= Postfix's: ${f(g.cpuSecondsPer1000, 2)} vs ${f(p?.cpuSecondsPer1000, 2)} — ${met(q.cpuSecondsPer1000 <= 1)}`,
         ]
       : ['  — (Postfix not run)']),
+  );
+  const au = r.auth as AuthFigures | undefined;
+  const ga = r.gatewayAuth as Figures | undefined;
+  out.push(
+    '',
+    'targets (issue 19, sender authentication):',
+    ...(ga
+      ? [
+          `  with dmarc: enforce, ARC sealing and DKIM signing on: ${f(ga.acceptedPerSec, 0)} accepted msgs/s, p50 ${f(ga.p50ms, 1)} ms, delivered ${f(ga.deliveredPerSec, 0)} msgs/s, CPU ${f(ga.cpuSecondsPer1000, 2)} s/1000`,
+          `  accepted msgs/s >= 0.9 x the same run without: ${f(ga.acceptedPerSec / g.acceptedPerSec, 2)} x — ${met(ga.acceptedPerSec >= 0.9 * g.acceptedPerSec)}`,
+          `  p50 end of DATA → 250 within +20 %: ${f(ga.p50ms, 1)} vs ${f(g.p50ms, 1)} ms (${f((ga.p50ms / g.p50ms - 1) * 100, 0)} %) — ${met(ga.p50ms <= 1.2 * g.p50ms)}`,
+        ]
+      : ['  — (the run with authentication was skipped: --no-auth)']),
+    ...(au
+      ? [
+          `  DKIM signing <= 1 ms per 10 KB message (RSA 2048): ${f(au.signRsaMs, 3)} ms — ${met(au.signRsaMs <= 1)} (Ed25519 ${f(au.signEd25519Ms, 3)} ms; inbound checks with cached DNS ${f(au.verifyMs, 3)} ms per message)`,
+        ]
+      : []),
   );
   if (r.backlog) out.push(...printBacklog(r.backlog as { gateway: BacklogFigures; postfix?: BacklogFigures }));
   if (r.attack) out.push(...printAttacks(r.attack as { quiet: AttackFigures; attacks: AttackFigures[] }, f, met));

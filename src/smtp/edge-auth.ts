@@ -19,13 +19,28 @@ export function authResolverFor(policy: Policy): ReturnType<typeof mailauthResol
   return resolvers.get(policy);
 }
 
+/** How long the checks may take after the final dot: past it the message is accepted unchecked (a temporary failure is never a refusal). */
+export const CHECKS_TIMEOUT_MS = 20_000;
+
+/** The checks did not finish in time (DNS servers that do not answer, SPF includes that each time out). */
+export class ChecksTimedOut extends Error {}
+
 /** One message's checks, fed chunk by chunk. `result` never rejects: a failure of the checks themselves is an Error value. */
 export class EdgeAuthentication {
   private readonly input = new PassThrough();
-  readonly result: Promise<Authenticated | Error>;
+  private readonly checks: Promise<Authenticated | Error>;
 
   constructor(policy: Policy, t: Transmission) {
-    this.result = authenticateMessage(this.input, t, authResolverFor(policy)).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    this.checks = authenticateMessage(this.input, t, authResolverFor(policy)).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  }
+
+  /** What the checks found, or an Error: they failed, or took longer than CHECKS_TIMEOUT_MS after the final dot. */
+  get result(): Promise<Authenticated | Error> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Error>((resolve) => {
+      timer = setTimeout(() => resolve(new ChecksTimedOut(`sender authentication took longer than ${CHECKS_TIMEOUT_MS / 1000} s`)), CHECKS_TIMEOUT_MS);
+    });
+    return Promise.race([this.checks, late]).finally(() => clearTimeout(timer));
   }
 
   write(chunk: Buffer): void {

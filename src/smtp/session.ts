@@ -469,10 +469,14 @@ export class SessionHooks {
     // The header section as spooled: our trace fields, then what the checks found (an
     // Authentication-Results of ours from outside removed: it could only be forged), then the
     // sender's fields as the rules leave them.
-    const authHeaders = authenticated && !(authenticated instanceof Error) ? authenticated.headers + (verdict?.action === 'quarantine' ? 'X-MS-Exchange-Organization-SCL: 5\r\n' : '') : '';
-    if (writer && !writeError && (rules.removeHeaders.length || rules.setHeaders.length || authHeaders)) {
+    const authHeaders = !authenticated
+      ? ''
+      : authenticated instanceof Error
+        ? `Authentication-Results: ${auth!.authservId}; none (sender authentication did not complete)\r\n` // RFC 8601 §2.2: nothing was checked
+        : authenticated.headers + (verdict?.action === 'quarantine' ? 'X-MS-Exchange-Organization-SCL: 5\r\n' : '');
+    if (writer && !writeError && (rules.removeHeaders.length || rules.setHeaders.length || checks)) {
       const head = scanner.head;
-      const own = auth ? filterHeaderBlock(head.own, (name, value) => claimsOurAuthservId(name, value, auth.authservId)).block : head.own;
+      const own = auth && checks ? filterHeaderBlock(head.own, (name, value) => claimsOurAuthservId(name, value, auth.authservId)).block : head.own;
       try {
         await writer.replaceHead(head.length, Buffer.from(head.ours + authHeaders + editHeaderBlock(own, rules.removeHeaders, rules.setHeaders), 'latin1'));
       } catch (e) {

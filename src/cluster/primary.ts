@@ -11,7 +11,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../observe/log.js';
 import type { Envelope } from '../queue/spool.js';
 import type { Verdict } from '../delivery/verify.js';
-import { OpenCounter, RateCounter } from '../smtp/counters.js';
+import { LocalIpCounts, type IpCounts } from '../smtp/counters.js';
 import { isFromWorker, type FromWorker, type MetricsJson, type ToWorker } from './protocol.js';
 
 export interface PoolHandlers {
@@ -25,8 +25,6 @@ type Ports = Array<{ name: string; address: string; port: number }>;
 
 export class WorkerPool {
   private readonly workers = new Map<number, Worker>();
-  private readonly perIp = new OpenCounter();
-  private readonly rate = new RateCounter();
   private total = 0;
   /** Sessions each worker has open, by IP: given back when the worker dies. */
   private readonly openBy = new Map<number, Map<string, number>>();
@@ -38,6 +36,8 @@ export class WorkerPool {
     private readonly count: number,
     private readonly log: Logger,
     private readonly handlers: PoolHandlers,
+    /** Per-IP counts: this node's, or the cluster's (SPEC §12). */
+    private readonly ips: IpCounts = new LocalIpCounts(),
   ) {}
 
   get size(): number {
@@ -81,7 +81,7 @@ export class WorkerPool {
   private gone(w: Worker): void {
     this.workers.delete(w.id);
     for (const [ip, n] of this.openBy.get(w.id) ?? []) {
-      for (let i = 0; i < n; i++) this.perIp.remove(ip);
+      for (let i = 0; i < n; i++) this.ips.closed(ip);
       this.total -= n;
     }
     this.openBy.delete(w.id);
@@ -98,8 +98,11 @@ export class WorkerPool {
       case 'open': {
         const mine = this.openBy.get(w.id);
         mine?.set(m.ip, (mine.get(m.ip) ?? 0) + 1);
-        this.total++;
-        return this.send(w, { t: 'opened', id: m.id, perIp: this.perIp.add(m.ip), total: this.total });
+        const total = ++this.total;
+        const perIp = this.ips.opened(m.ip);
+        if (typeof perIp === 'number') return this.send(w, { t: 'opened', id: m.id, perIp, total });
+        void perIp.then((n) => this.send(w, { t: 'opened', id: m.id, perIp: n, total }));
+        return;
       }
       case 'close': {
         const mine = this.openBy.get(w.id);
@@ -107,12 +110,16 @@ export class WorkerPool {
         if (n < 0) return; // not counted (cannot happen: IPC keeps order)
         if (n) mine!.set(m.ip, n);
         else mine!.delete(m.ip);
-        this.perIp.remove(m.ip);
+        this.ips.closed(m.ip);
         this.total--;
         return;
       }
-      case 'message':
-        return this.send(w, { t: 'rate', id: m.id, rate: this.rate.hit(m.ip) });
+      case 'message': {
+        const rate = this.ips.message(m.ip);
+        if (typeof rate === 'number') return this.send(w, { t: 'rate', id: m.id, rate });
+        void rate.then((r) => this.send(w, { t: 'rate', id: m.id, rate: r }));
+        return;
+      }
       case 'verify':
         void this.handlers
           .verify(m.address, m.connector)

@@ -1,5 +1,5 @@
 // Raw policy (schema-valid) → compiled Policy for the engine; value errors are reported with their path.
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import path from 'node:path';
 import { parseDomainPattern, parseIpRange, parseStrictAddress, type DomainPattern, type IpRange } from '../policy/match.js';
 import { RE2JS } from 're2js';
@@ -44,6 +44,25 @@ function ranges(list: readonly string[], at: Path, d: Diagnostics): IpRange[] {
 function address(text: string, at: Path, d: Diagnostics): void {
   const a = parseStrictAddress(text);
   if ('error' in a) d.error(at, `"${text}" ${a.error}`, a.fix);
+}
+
+/** A node's name in the cluster: what its counters and trace events are kept under. */
+function nodeName(text: string, at: Path, d: Diagnostics): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(text)) d.error(at, `"${text}" is not a node name`, 'use letters, digits, dots, hyphens and underscores, e.g. mx1 (each gateway its own)');
+  return text;
+}
+
+/** An engine's URL (redis://…, postgres://…), or null. */
+function engineUrl(text: string | null, schemes: readonly string[], at: Path, d: Diagnostics, example: string): string | null {
+  if (text === null) return null;
+  let u: URL | null = null;
+  try {
+    u = new URL(text);
+  } catch {
+    /* reported below */
+  }
+  if (!u || !schemes.includes(u.protocol) || !u.hostname) d.error(at, `"${text}" is not a ${schemes[0]!.replace(':', '')} URL`, `write e.g. ${example}`);
+  return text;
 }
 
 /** A domain name, not a pattern (a signing or sealing domain): lower case. */
@@ -156,6 +175,13 @@ export function normalize(raw: RawPolicy, d: Diagnostics, baseDir: string): Poli
             arcSeal: g.authentication.arcSeal
               ? { domain: exactDomain(g.authentication.arcSeal.domain, ['gateway', 'authentication', 'arcSeal', 'domain'], d), selector: selector(g.authentication.arcSeal.selector, ['gateway', 'authentication', 'arcSeal', 'selector'], d), privateKey: file(g.authentication.arcSeal.privateKey)! }
               : null,
+          }
+        : null,
+      cluster: g.cluster
+        ? {
+            node: nodeName(g.cluster.node ?? hostname(), ['gateway', 'cluster', 'node'], d),
+            redis: engineUrl(g.cluster.redis, ['redis:', 'rediss:'], ['gateway', 'cluster', 'redis'], d, 'redis://127.0.0.1:6379/0'),
+            traceDatabase: engineUrl(g.cluster.traceDatabase, ['postgres:', 'postgresql:'], ['gateway', 'cluster', 'traceDatabase'], d, 'postgres://gateway@127.0.0.1/gateway'),
           }
         : null,
       trace: { retention: duration(g.trace.retention, ['gateway', 'trace', 'retention'], d) },

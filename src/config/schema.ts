@@ -77,6 +77,15 @@ const gateway = z.strictObject({
     })
     .nullable()
     .default(null),
+  /** Several gateways as one (SPEC §12): shared limits on Redis, one trace in PostgreSQL; absent: this node alone. */
+  cluster: z
+    .strictObject({
+      node: str.nullable().default(null),
+      redis: str.nullable().default(null),
+      traceDatabase: str.nullable().default(null),
+    })
+    .nullable()
+    .default(null),
   /** The message trace store (SPEC §10): how long messages are kept; 0 = no trace store. */
   trace: z.strictObject({ retention: duration.default('30d') }).prefault({}),
   log: z

@@ -27,6 +27,9 @@ import { GatewayServer } from '../smtp/listener.js';
 import { TraceStore, traceFile } from '../trace/store.js';
 import { parseTraceQuery } from '../trace/query.js';
 import { WorkerPool } from '../cluster/primary.js';
+import { LocalCounters, LocalIpCounts, type IpCounts } from '../smtp/counters.js';
+import { RedisIpCounts, type EngineEvents } from '../engines/redis-counts.js';
+import { PgTrace, pgJournalFile } from '../engines/pg-trace.js';
 
 export interface DaemonInfo {
   version: string;
@@ -35,7 +38,8 @@ export interface DaemonInfo {
 export class Daemon {
   policy: Policy;
   readonly log: Logger;
-  private readonly trace: TraceStore | null;
+  /** The message trace: this node's SQLite, or the cluster's PostgreSQL (SPEC §12). */
+  private readonly trace: TraceStore | PgTrace | null;
   private readonly spool: Spool;
   private readonly sts: StsPolicies;
   private readonly tlsResults: TlsResultLog;
@@ -45,6 +49,8 @@ export class Daemon {
   private verifier!: RecipientVerifier;
   private reporter!: TlsReportSender;
   private workers: WorkerPool | null = null;
+  /** Per-IP counts: this node's, or the cluster's on Redis (SPEC §12), chosen once at start. */
+  private ips: IpCounts = new LocalIpCounts();
   private server: GatewayServer | null = null;
   private control: { close: () => void } | null = null;
   private ready = false;
@@ -63,7 +69,13 @@ export class Daemon {
     // whatever umask it was started with.
     process.umask(0o077);
     // The message trace (SPEC §10) is fed from the log lines themselves: it has no event they lack.
-    this.trace = policy.gateway.trace.retention > 0 ? new TraceStore(traceFile(policy.gateway.queue.directory)) : null;
+    const cluster = policy.gateway.cluster;
+    this.trace =
+      policy.gateway.trace.retention <= 0
+        ? null
+        : cluster?.traceDatabase
+          ? new PgTrace(cluster.traceDatabase, cluster.node, pgJournalFile(policy.gateway.queue.directory), this.engineEvents())
+          : new TraceStore(traceFile(policy.gateway.queue.directory));
     const trace = this.trace;
     this.log = createLogger(policy.gateway.log.level, undefined, trace ? (line) => trace.push(line) : undefined);
     this.spool = new Spool(policy.gateway.queue.directory);
@@ -124,8 +136,12 @@ export class Daemon {
     if (this.trace) {
       const trace = this.trace;
       const purge = (): void => {
-        const n = trace.purge(this.policy.gateway.trace.retention);
-        if (n) log.info({ event: 'trace-purged', messages: n }, `message trace: ${n} message(s) older than the retention removed`);
+        void Promise.resolve()
+          .then(() => trace.purge(this.policy.gateway.trace.retention))
+          .then(
+            (n) => n && log.info({ event: 'trace-purged', messages: n }, `message trace: ${n} message(s) older than the retention removed`),
+            (e: Error) => log.warn({ event: 'trace-purge-failed', err: e.message }, 'message trace: the purge failed; it runs again in an hour'),
+          );
       };
       purge();
       setInterval(purge, 3_600_000).unref();
@@ -135,6 +151,9 @@ export class Daemon {
     const metrics = observe ? new observe.Metrics() : undefined;
     this.metrics = metrics;
     metrics?.buildInfo.set({ version: this.info.version, node: process.version }, 1);
+    const engines = this.policy.gateway.cluster;
+    if (engines?.redis) metrics?.engineUp.set({ engine: 'redis' }, 1);
+    if (engines?.traceDatabase) metrics?.engineUp.set({ engine: 'postgresql' }, 1);
     const bouncer = new SpoolBouncer(spool);
     const manager = new QueueManager(spool, () => this.policy, log, (job) => deliver(job, this.delivery), (env, kind, recipients, p) => bouncer.bounce(env, kind, recipients, p), {
       onResult: (connector, result, security, code) => {
@@ -169,6 +188,8 @@ export class Daemon {
     this.verifier = new RecipientVerifier(() => ({ hostname: this.policy.gateway.hostname, identity: this.delivery.identity, resolver: this.delivery.resolver, readCa: this.delivery.readCa }), { positiveFile: verifiedAddressesFile(spool.dir) });
     const verifier = this.verifier;
     const trace = this.trace;
+    const cluster = this.policy.gateway.cluster;
+    if (cluster?.redis) this.ips = new RedisIpCounts(cluster.redis, cluster.node, this.engineEvents());
     this.workers =
       this.policy.gateway.workers > 0
         ? new WorkerPool(this.policy.gateway.workers, log, {
@@ -178,9 +199,9 @@ export class Daemon {
               const c = enabledOutboundConnector(this.policy, name);
               return c ? verifier.verify(address, c) : Promise.resolve({ result: 'unknown' as const, detail: `outbound connector "${name}" is not in the policy in force`, cached: false, lastValidAt: null });
             },
-          })
+          }, this.ips)
         : null;
-    this.server = this.workers ? null : new GatewayServer({ getPolicy: () => this.policy, spool, log, metrics, verifier, handOver: (env) => manager.enqueue(env) });
+    this.server = this.workers ? null : new GatewayServer({ getPolicy: () => this.policy, spool, log, metrics, verifier, counters: new LocalCounters(this.ips), handOver: (env) => manager.enqueue(env) });
     let listeners: GatewayServer['ports'];
     if (this.server) {
       await this.server.start();
@@ -193,7 +214,7 @@ export class Daemon {
         ready: () => this.ready,
         access: { hostnames: [this.policy.gateway.hostname], token: adminTokenOf(a.tokenFile) },
         ...(workers ? { others: () => workers.metrics() } : {}),
-        ...(trace ? { trace: (q: URLSearchParams) => (trace.flush(), trace.search(parseTraceQuery((n) => q.get(n) ?? undefined))) } : {}),
+        ...(trace ? { trace: async (q: URLSearchParams) => (await trace.flush(), await trace.search(parseTraceQuery((n) => q.get(n) ?? undefined))) } : {}),
         refresh: () => {
           metrics.queueSize.set(manager.size);
           metrics.queueOldest.set(manager.oldestAgeSeconds);
@@ -212,6 +233,20 @@ export class Daemon {
     this.logOutboundSecurity();
     const n = this.workers?.size ?? 0;
     log.info({ event: 'started', version: this.info.version, node: process.version, policy: path.resolve(this.file), listeners, workers: n }, `connector-gateway ${this.info.version} started${this.workers ? ` (${n} SMTP worker process${n === 1 ? '' : 'es'})` : ''}`);
+  }
+
+  /** An engine that stops answering is logged once and shown by a gauge; the node carries on with its own state. */
+  private engineEvents(): EngineEvents {
+    return {
+      down: (engine, err) => {
+        this.metrics?.engineUp.set({ engine }, 0);
+        this.log.error({ event: 'engine-down', engine, err: err.message }, `${engine} unreachable: this node uses its own ${engine === 'redis' ? 'counts for the limits' : 'trace buffer'} until it is back`);
+      },
+      up: (engine) => {
+        this.metrics?.engineUp.set({ engine }, 1);
+        this.log.info({ event: 'engine-up', engine }, `${engine} answers again`);
+      },
+    };
   }
 
   private controlHandler(): ControlHandler {
@@ -285,7 +320,8 @@ export class Daemon {
     await (this.server ? this.server.stop(graceMs) : this.workers?.stop(graceMs));
     await this.manager?.stop(graceMs);
     this.reporter?.stop();
-    this.trace?.close();
+    if (this.ips instanceof RedisIpCounts) await this.ips.close();
+    await this.trace?.close();
     this.verifier?.close();
     this.control?.close();
     fs.rmSync(pidFile(this.spool.dir), { force: true });

@@ -15,6 +15,7 @@ export class Metrics {
   readonly tlsPolicyFailures = new Counter({ name: 'gateway_tls_policy_failures_total', help: 'TLS negotiations that failed a DANE (tlsa) or MTA-STS (sts) policy, by RFC 8460 result type', labelNames: ['policy', 'result'], registers: [this.registry] });
   readonly mxSecurity = new Counter({ name: 'gateway_mx_deliveries_total', help: 'MX delivery results per recipient, by what secured them (dane, dane-encrypt, dane-none, tlsSettings) and result', labelNames: ['policy', 'result'], registers: [this.registry] });
   readonly tlsHandshakes = new Counter({ name: 'gateway_tls_handshakes_total', help: 'Inbound TLS handshakes, by protocol version', labelNames: ['version'], registers: [this.registry] });
+  readonly engineUp = new Gauge({ name: 'gateway_cluster_engine_up', help: 'Whether a shared engine (SPEC §12) answers: redis (limits), postgresql (trace); 0 = this node falls back to its own', labelNames: ['engine'], registers: [this.registry] });
   readonly queueSize = new Gauge({ name: 'gateway_queue_messages', help: 'Messages in the queue', registers: [this.registry] });
   readonly queueOldest = new Gauge({ name: 'gateway_queue_oldest_age_seconds', help: 'Age of the oldest message in the queue', registers: [this.registry] });
   readonly deadDestinations = new Gauge({ name: 'gateway_destinations_dead', help: 'Destinations whose every next hop failed, tried again by a probe each retry interval', registers: [this.registry] });
@@ -34,7 +35,7 @@ export class Metrics {
 export interface AdminState {
   ready: () => boolean;
   /** GET /trace?sender=…&recipient=…: the message trace's search (SPEC §10), as JSON. */
-  trace?: (query: URLSearchParams) => unknown;
+  trace?: (query: URLSearchParams) => unknown | Promise<unknown>;
   /** Who may read /trace (admin-access.ts). */
   access?: AccessSettings;
   /** Called before each scrape, to refresh gauges. */
@@ -77,7 +78,7 @@ export async function startAdmin(address: string, port: number, metrics: Metrics
       let body: string;
       let status = 200;
       try {
-        body = JSON.stringify(state.trace(new URLSearchParams(search ?? '')));
+        body = JSON.stringify(await state.trace(new URLSearchParams(search ?? '')));
       } catch (e) {
         [status, body] = [400, JSON.stringify({ error: (e as Error).message })];
       }

@@ -162,12 +162,23 @@ export interface GatewaySettings {
   admin: { address: string; port: number; tokenFile: string | null } | null;
   /** Sender authentication of mail from outside (SPEC §11); null: no checks. */
   authentication: AuthenticationSettings | null;
+  /** SPEC §12: this node's name and the shared engines; null = the gateway runs alone (local counters, SQLite trace). */
+  cluster: ClusterSettings | null;
   /** ms; 0 = no trace store. */
   trace: { retention: number };
   log: { level: string };
 }
 
 export type DmarcMode = 'enforce' | 'audit' | 'off';
+
+export interface ClusterSettings {
+  /** This node's name in the shared state and in every trace event (default: the host name). */
+  node: string;
+  /** redis:// or rediss:// URL: limits across nodes, dead destinations; null = each node its own. */
+  redis: string | null;
+  /** postgres:// URL: the one message trace; null = each node's SQLite trace. */
+  traceDatabase: string | null;
+}
 
 export interface AuthenticationSettings {
   /** The authserv-id of our Authentication-Results (RFC 8601); gateway.hostname unless set. */

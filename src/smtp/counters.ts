@@ -43,6 +43,33 @@ export class OpenCounter {
   }
 }
 
+/**
+ * What maxConnectionsPerIp and maxMessagesPerMinutePerIp are applied to: this node's counts
+ * (LocalIpCounts), or the cluster's (engines/redis-counts.ts, SPEC §12). Chosen once at start.
+ */
+export interface IpCounts {
+  /** One more session from `ip`: how many are open from it now, this one included. */
+  opened(ip: string): number | Promise<number>;
+  closed(ip: string): void;
+  /** One more message from `ip`: its rate (messages in the last minute, estimated). */
+  message(ip: string): number | Promise<number>;
+}
+
+/** This node's per-IP counts. */
+export class LocalIpCounts implements IpCounts {
+  private readonly perIp = new OpenCounter();
+  private readonly rate = new RateCounter();
+  opened(ip: string): number {
+    return this.perIp.add(ip);
+  }
+  closed(ip: string): void {
+    this.perIp.remove(ip);
+  }
+  message(ip: string): number {
+    return this.rate.hit(ip);
+  }
+}
+
 /** The counts a session needs; synchronous in one process, a round trip to the primary in a worker. */
 export interface SessionCounters {
   /** One more session from `ip`: those open from it and in all, this one included. */
@@ -52,20 +79,22 @@ export interface SessionCounters {
   message(ip: string): number | Promise<number>;
 }
 
-/** The counts of one process. */
+/** The counts of one process: its sessions in all, and the per-IP counts it is given (this node's or the cluster's). */
 export class LocalCounters implements SessionCounters {
-  private readonly perIp = new OpenCounter();
-  private readonly rate = new RateCounter();
   private total = 0;
 
-  open(ip: string): { perIp: number; total: number } {
-    return { perIp: this.perIp.add(ip), total: ++this.total };
+  constructor(private readonly ips: IpCounts = new LocalIpCounts()) {}
+
+  open(ip: string): { perIp: number; total: number } | Promise<{ perIp: number; total: number }> {
+    const total = ++this.total;
+    const perIp = this.ips.opened(ip);
+    return typeof perIp === 'number' ? { perIp, total } : perIp.then((n) => ({ perIp: n, total }));
   }
   close(ip: string): void {
-    this.perIp.remove(ip);
+    this.ips.closed(ip);
     this.total--;
   }
-  message(ip: string): number {
-    return this.rate.hit(ip);
+  message(ip: string): number | Promise<number> {
+    return this.ips.message(ip);
   }
 }

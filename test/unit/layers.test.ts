@@ -19,9 +19,10 @@ const ALLOWED: Record<string, string[]> = {
   bounce: ['mail', 'policy', 'queue'],
   smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery', 'auth'],
   trace: ['mail', 'config', 'observe'],
+  engines: ['mail', 'policy', 'observe', 'smtp', 'trace'],
   cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp', 'auth'],
-  daemon: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'auth'],
-  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'daemon', 'auth'],
+  daemon: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'auth', 'engines'],
+  cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'daemon', 'auth', 'engines'],
 };
 
 function sources(dir: string): string[] {

@@ -1,0 +1,271 @@
+// One message trace for every node (SPEC §12), in PostgreSQL. Each node writes the traced events
+// of its log lines (observe/events.ts, the same the SQLite trace keeps) with its node name; any
+// node's `trace` and /trace search them all.
+//
+// Writing: lines are buffered and written in one transaction every 250 ms, in order. When
+// PostgreSQL does not answer, the batch stays first in line and what waits is also appended to
+// a journal beside the queue (<queue>/.trace/pg-pending.jsonl), so that a restart during the
+// outage loses nothing; once PostgreSQL answers, the journal is written first, in order, then
+// removed. The outage is logged once (engine-down) and shown by gateway_cluster_engine_up.
+//
+// The schema is created and changed by numbered migrations (MIGRATIONS), applied once under an
+// advisory lock: nodes starting together do not race.
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { TRACED_EVENTS, type TracedLine } from '../observe/events.js';
+import type { TraceEvent, TracedMessage, TraceQuery } from '../trace/store.js';
+import type { EngineEvents } from './redis-counts.js';
+
+/** The schema, step by step. A step is never edited once released: a change is a new step. */
+export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE messages (
+        qid TEXT PRIMARY KEY, node TEXT NOT NULL, received_at BIGINT NOT NULL, sender TEXT NOT NULL,
+        message_id TEXT, size INTEGER, client_ip TEXT, connector TEXT, tls TEXT, status TEXT NOT NULL);
+      CREATE INDEX messages_received ON messages (received_at);
+      CREATE INDEX messages_sender ON messages (lower(sender), received_at);
+      CREATE INDEX messages_message_id ON messages (message_id);
+      CREATE TABLE recipients (
+        qid TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, detail TEXT, PRIMARY KEY (qid, address));
+      CREATE INDEX recipients_address ON recipients (address, qid);
+      CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY, qid TEXT NOT NULL, node TEXT NOT NULL, at BIGINT NOT NULL,
+        event TEXT NOT NULL, recipient TEXT, detail JSONB NOT NULL);
+      CREATE INDEX events_qid ON events (qid, at, id);`,
+  },
+];
+
+const MIGRATION_LOCK = 4_242_001;
+
+/** Applies the steps the database lacks, in order, each in its own transaction; returns the version reached. */
+export async function migrate(client: pg.ClientBase): Promise<number> {
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())');
+    const done = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query('INSERT INTO schema_migrations (version) VALUES ($1)', [m.version]);
+    }
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  }
+  return Math.max(0, ...MIGRATIONS.map((m) => m.version));
+}
+
+const STATUS_SQL = `
+  UPDATE messages SET status = CASE
+    WHEN status = 'deleted' THEN 'deleted'
+    WHEN NOT EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status <> 'delivered') THEN 'delivered'
+    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'deferred') THEN 'deferred'
+    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'failed') THEN 'failed'
+    ELSE 'queued' END
+  WHERE qid = $1`;
+
+export function pgJournalFile(queueDir: string): string {
+  return path.join(queueDir, '.trace', 'pg-pending.jsonl');
+}
+
+export class PgTrace {
+  private readonly pool: pg.Pool;
+  private pending: string[] = [];
+  /** How many of `pending` (from the front) are already in the journal file. */
+  private journaled = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private writing: Promise<void> | null = null;
+  private migrated = false;
+  private healthy = true;
+
+  constructor(
+    url: string,
+    private readonly node: string,
+    private readonly journal: string | null,
+    private readonly events: EngineEvents | null = null,
+  ) {
+    this.pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 3_000, idleTimeoutMillis: 30_000 });
+    this.pool.on('error', () => {}); // an idle client's connection broke: the next write reports it
+    if (journal && fs.existsSync(journal)) {
+      // Lines of an earlier run that never reached PostgreSQL: first in line, already journaled.
+      this.pending = fs.readFileSync(journal, 'utf8').split('\n').filter(Boolean);
+      this.journaled = this.pending.length;
+    }
+  }
+
+  /** Takes a log line (JSON); traced events are written with the next batch. */
+  push(line: string): void {
+    this.pending.push(line);
+    this.schedule();
+  }
+
+  private schedule(delay = 250): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** Writes what waits, in order; on failure it stays (journaled) and is tried again in a second. */
+  flush(): Promise<void> {
+    if (this.writing) return this.writing.then(() => this.flush());
+    if (!this.pending.length) return Promise.resolve();
+    this.writing = this.write().finally(() => (this.writing = null));
+    return this.writing;
+  }
+
+  private async write(): Promise<void> {
+    const batch = this.pending.slice(0, 5_000);
+    let client: pg.PoolClient | null = null;
+    try {
+      client = await this.pool.connect();
+      if (!this.migrated) {
+        await migrate(client);
+        this.migrated = true;
+      }
+      await client.query('BEGIN');
+      for (const line of batch) await this.apply(client, line);
+      await client.query('COMMIT');
+      this.pending.splice(0, batch.length);
+      this.journaled = Math.max(0, this.journaled - batch.length);
+      if (this.journal && this.journaled === 0 && fs.existsSync(this.journal)) {
+        // Everything journaled is written; what waits beyond it is journaled again if this fails later.
+        fs.rmSync(this.journal, { force: true });
+      }
+      this.up();
+      if (this.pending.length) this.schedule(0);
+    } catch (e) {
+      await client?.query('ROLLBACK').catch(() => {});
+      this.down(e as Error);
+      this.journalWaiting();
+      this.schedule(1_000);
+    } finally {
+      client?.release();
+    }
+  }
+
+  /** Appends what waits and is not in the journal yet. */
+  private journalWaiting(): void {
+    if (!this.journal || this.journaled >= this.pending.length) return;
+    fs.mkdirSync(path.dirname(this.journal), { recursive: true, mode: 0o700 });
+    fs.appendFileSync(this.journal, this.pending.slice(this.journaled).join('\n') + '\n', { mode: 0o600 });
+    this.journaled = this.pending.length;
+  }
+
+  private up(): void {
+    if (this.healthy) return;
+    this.healthy = true;
+    this.events?.up('postgresql');
+  }
+
+  private down(err: Error): void {
+    if (!this.healthy) return;
+    this.healthy = false;
+    this.events?.down('postgresql', err);
+  }
+
+  private async apply(c: pg.PoolClient, line: string): Promise<void> {
+    let e: TracedLine;
+    try {
+      const parsed = JSON.parse(line) as { event?: unknown; qid?: unknown };
+      if (typeof parsed.event !== 'string' || !TRACED_EVENTS.has(parsed.event) || typeof parsed.qid !== 'string') return;
+      e = parsed as TracedLine;
+    } catch {
+      return;
+    }
+    const qid = e.qid!;
+    const at = Date.parse(String(e.time ?? '')) || Date.now();
+    const recipient = 'recipient' in e ? e.recipient : null;
+    const { level: _l, time: _t, svc: _s, msg: _m, event: _e, qid: _q, sid: _sid, ...detail } = e;
+    if (e.event === 'queued') {
+      await c.query(
+        `INSERT INTO messages (qid, node, received_at, sender, message_id, size, client_ip, connector, tls, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
+         ON CONFLICT (qid) DO UPDATE SET node = EXCLUDED.node, received_at = EXCLUDED.received_at, sender = EXCLUDED.sender, message_id = EXCLUDED.message_id, size = EXCLUDED.size, client_ip = EXCLUDED.client_ip, connector = EXCLUDED.connector, tls = EXCLUDED.tls`,
+        [qid, this.node, at, e.sender, e.messageId, e.size, e.ip ?? null, e.connector, e.tls],
+      );
+      for (const r of e.recipients) await c.query(`INSERT INTO recipients (qid, address, status) VALUES ($1, $2, 'queued') ON CONFLICT DO NOTHING`, [qid, r.toLowerCase()]);
+    }
+    await c.query('INSERT INTO events (qid, node, at, event, recipient, detail) VALUES ($1, $2, $3, $4, $5, $6)', [qid, this.node, at, e.event, recipient, JSON.stringify(detail)]);
+    if (e.event === 'dsn') await c.query('INSERT INTO events (qid, node, at, event, recipient, detail) VALUES ($1, $2, $3, $4, $5, $6)', [e.original, this.node, at, 'dsn-sent', null, JSON.stringify(detail)]);
+    if (e.event === 'delivered' || e.event === 'deferred' || e.event === 'bounced') {
+      const status = e.event === 'bounced' ? 'failed' : e.event;
+      await c.query('UPDATE recipients SET status = $1, detail = $2 WHERE qid = $3 AND address = $4', [status, `${'code' in e ? e.code : ''} ${e.result}`.trim(), qid, e.recipient.toLowerCase()]);
+      await c.query(STATUS_SQL, [qid]);
+    }
+    if (e.event === 'deleted') {
+      await c.query(`UPDATE messages SET status = 'deleted' WHERE qid = $1`, [qid]);
+      await c.query(`UPDATE recipients SET status = 'deleted' WHERE qid = $1 AND status NOT IN ('delivered', 'failed')`, [qid]);
+    }
+  }
+
+  /** Removes what is older than `retentionMs` (any node may: it is the same rule); returns how many messages went. */
+  async purge(retentionMs: number, now = Date.now()): Promise<number> {
+    const before = now - retentionMs;
+    const c = await this.pool.connect();
+    try {
+      if (!this.migrated) (await migrate(c), (this.migrated = true));
+      await c.query('BEGIN');
+      await c.query('DELETE FROM events WHERE qid IN (SELECT qid FROM messages WHERE received_at < $1)', [before]);
+      await c.query('DELETE FROM recipients WHERE qid IN (SELECT qid FROM messages WHERE received_at < $1)', [before]);
+      const r = await c.query('DELETE FROM messages WHERE received_at < $1', [before]);
+      await c.query('COMMIT');
+      return r.rowCount ?? 0;
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      c.release();
+    }
+  }
+
+  async search(q: TraceQuery): Promise<Array<TracedMessage & { node: string }>> {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    const arg = (v: string | number): string => (args.push(v), `$${args.length}`);
+    if (q.queueId) where.push(`m.qid = ${arg(q.queueId)}`);
+    if (q.sender) where.push(`lower(m.sender) = lower(${arg(q.sender)})`);
+    if (q.messageId) where.push(`m.message_id = ${arg(q.messageId.replace(/^<|>$/g, ''))}`);
+    if (q.recipient) where.push(`m.qid IN (SELECT qid FROM recipients WHERE address = ${arg(q.recipient.toLowerCase())})`);
+    if (q.since !== undefined) where.push(`m.received_at >= ${arg(q.since)}`);
+    if (q.until !== undefined) where.push(`m.received_at < ${arg(q.until)}`);
+    if (q.status) where.push(`m.status = ${arg(q.status)}`);
+    const limit = arg(q.limit ?? 100);
+    const rows = (await this.pool.query(`SELECT * FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.received_at DESC LIMIT ${limit}`, args)).rows as Array<Record<string, string | number | null>>;
+    const qids = rows.map((r) => String(r.qid));
+    const rcpts = qids.length ? ((await this.pool.query('SELECT qid, address, status, detail FROM recipients WHERE qid = ANY($1) ORDER BY address', [qids])).rows as Array<{ qid: string; address: string; status: string; detail: string | null }>) : [];
+    return rows.map((r) => ({
+      qid: String(r.qid),
+      node: String(r.node),
+      receivedAt: new Date(Number(r.received_at)).toISOString(),
+      sender: String(r.sender),
+      messageId: r.message_id === null ? null : String(r.message_id),
+      size: Number(r.size),
+      clientIp: r.client_ip === null ? null : String(r.client_ip),
+      connector: r.connector === null ? null : String(r.connector),
+      tls: r.tls === null ? null : String(r.tls),
+      status: String(r.status),
+      recipients: rcpts.filter((x) => x.qid === r.qid).map((x) => ({ address: x.address, status: x.status, detail: x.detail })),
+    }));
+  }
+
+  async timeline(qid: string): Promise<Array<TraceEvent & { node: string }>> {
+    const rows = (await this.pool.query('SELECT at, node, event, recipient, detail FROM events WHERE qid = $1 ORDER BY at, id', [qid])).rows as Array<{ at: string; node: string; event: string; recipient: string | null; detail: Record<string, unknown> }>;
+    return rows.map((e) => ({ at: new Date(Number(e.at)).toISOString(), node: e.node, event: e.event, recipient: e.recipient, detail: e.detail }));
+  }
+
+  /** Writes what it can (a short wait when PostgreSQL is down: the rest is in the journal) and closes. */
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await Promise.race([this.flush(), new Promise((r) => setTimeout(r, 2_000))]);
+    this.journalWaiting();
+    await this.pool.end().catch(() => {});
+  }
+}

@@ -30,6 +30,7 @@ import { WorkerPool } from '../cluster/primary.js';
 import { LocalCounters, LocalIpCounts, type IpCounts } from '../smtp/counters.js';
 import { RedisIpCounts, type EngineEvents } from '../engines/redis-counts.js';
 import { PgTrace, pgJournalFile } from '../engines/pg-trace.js';
+import { RedisDestinations } from '../engines/redis-destinations.js';
 
 export interface DaemonInfo {
   version: string;
@@ -51,6 +52,8 @@ export class Daemon {
   private workers: WorkerPool | null = null;
   /** Per-IP counts: this node's, or the cluster's on Redis (SPEC §12), chosen once at start. */
   private ips: IpCounts = new LocalIpCounts();
+  /** Dead destinations shared with the other nodes (SPEC §12). */
+  private sharedDestinations: RedisDestinations | null = null;
   private server: GatewayServer | null = null;
   private control: { close: () => void } | null = null;
   private ready = false;
@@ -155,12 +158,15 @@ export class Daemon {
     if (engines?.redis) metrics?.engineUp.set({ engine: 'redis' }, 1);
     if (engines?.traceDatabase) metrics?.engineUp.set({ engine: 'postgresql' }, 1);
     const bouncer = new SpoolBouncer(spool);
+    const shared = this.policy.gateway.cluster;
+    if (shared?.redis) this.sharedDestinations = new RedisDestinations(shared.redis, shared.node);
     const manager = new QueueManager(spool, () => this.policy, log, (job) => deliver(job, this.delivery), (env, kind, recipients, p) => bouncer.bounce(env, kind, recipients, p), {
       onResult: (connector, result, security, code) => {
         metrics?.deliveries.inc({ connector, result });
         if (result === 'deferred' && code) metrics?.deferrals.inc({ connector, code });
         if (security) metrics?.mxSecurity.inc({ policy: security, result });
       },
+      ...(this.sharedDestinations ? { shared: this.sharedDestinations } : {}),
     });
     this.manager = manager;
     this.reporter = new TlsReportSender({
@@ -321,6 +327,7 @@ export class Daemon {
     await this.manager?.stop(graceMs);
     this.reporter?.stop();
     if (this.ips instanceof RedisIpCounts) await this.ips.close();
+    this.sharedDestinations?.close();
     await this.trace?.close();
     this.verifier?.close();
     this.control?.close();

@@ -93,3 +93,33 @@ export function deadDestinations(
   if (mode === 'normal' && decidedWithoutAttempt === 0 && keys.length > 0 && skip.size === keys.length) return { park: true };
   return { park: false, skip };
 }
+
+/**
+ * SPEC §12: what another node found about a destination, merged into this node's view.
+ * - dead there, not here: dead here too, with its probe time (this node's messages park; the
+ *   cluster probes once per interval, whichever node gets the turn);
+ * - dead there and here: the later probe time stands (one schedule for the cluster);
+ * - alive there: alive here (`revive`: this node's parked messages are due at once).
+ */
+export function mergeRemoteHealth(local: DestinationHealth, remote: DestinationHealth): { health: DestinationHealth; revive: boolean; died: boolean } {
+  if (remote.state === 'alive') {
+    if (local.state === 'dead') return { health: { ...UNKNOWN, state: 'alive' }, revive: true, died: false };
+    return { health: local.state === 'unknown' ? { ...UNKNOWN, state: 'alive' } : local, revive: false, died: false };
+  }
+  if (remote.state !== 'dead') return { health: local, revive: false, died: false };
+  if (local.state !== 'dead') return { health: { ...remote }, revive: false, died: true };
+  return { health: { ...local, failures: Math.max(local.failures, remote.failures), probeAt: Math.max(local.probeAt, remote.probeAt), last: remote.last ?? local.last }, revive: false, died: false };
+}
+
+/**
+ * The destinations' health shared with the other nodes (engines/redis-destinations.ts); without
+ * it each node finds its dead destinations alone.
+ */
+export interface SharedDestinations {
+  /** This node's view of `dest` changed (found dead, still dead after a probe, alive again). */
+  publish(dest: string, health: DestinationHealth): void;
+  /** Whether this node makes the probe due now: false when another node has this interval's turn. */
+  mayProbe(dest: string, intervalMs: number): Promise<boolean>;
+  /** Calls `fn` with each change another node publishes (and, at start, what is dead already). */
+  subscribe(fn: (dest: string, health: DestinationHealth, node: string) => void): void;
+}

@@ -20,8 +20,8 @@ import type { Policy } from '../policy/types.js';
 import type { Logger } from '../observe/log.js';
 import { traced } from '../observe/events.js';
 import { pendingAt, type Envelope, type Spool } from './spool.js';
-import { afterAttempt, planAttempt, type AttemptPlan, type AttemptResult, type DsnKind, type DsnRecipient, type QueueSettings, type RecipientEvent } from './schedule.js';
-import { admit, afterDestinationAttempt, deadDestinations, UNKNOWN, type DestinationHealth } from './destinations.js';
+import { afterAttempt, planAttempt, retryInterval, type AttemptPlan, type AttemptResult, type DsnKind, type DsnRecipient, type QueueSettings, type RecipientEvent } from './schedule.js';
+import { admit, afterDestinationAttempt, deadDestinations, mergeRemoteHealth, UNKNOWN, type DestinationHealth, type SharedDestinations } from './destinations.js';
 import { Fifo, MinHeap } from './heap.js';
 import type { DeliveryJob } from '../delivery/client.js';
 import { outcomes, type RecipientOutcome } from '../delivery/status.js';
@@ -38,6 +38,8 @@ export interface ManagerOptions {
   perDestination?: number; // deliveries at once to one destination
   /** Envelopes read at once while the queue is loaded at start-up. */
   loadConcurrency?: number;
+  /** SPEC §12: dead destinations shared with the other nodes; none = this node's own. */
+  shared?: SharedDestinations;
 }
 
 /** The destination of messages no route delivers (decided without an attempt): never dead, never throttled. */
@@ -121,6 +123,33 @@ export class QueueManager {
     this.destinations = new Limiter(this.perDestination);
     this.loadConcurrency = opts.loadConcurrency ?? 64;
     this.onResult = opts.onResult ?? (() => {});
+    this.shared = opts.shared ?? null;
+    this.shared?.subscribe((dest, health, node) => this.remoteHealth(dest, health, node));
+  }
+
+  private readonly shared: SharedDestinations | null;
+
+  /** Another node found `dest` dead or alive (SPEC §12): this node follows. */
+  private remoteHealth(dest: string, remote: DestinationHealth, node: string): void {
+    const key = this.intern(dest);
+    const before = this.health.get(key) ?? UNKNOWN;
+    const { health, revive, died } = mergeRemoteHealth(before, remote);
+    this.health.set(key, health);
+    if (revive) return this.revive(key, Date.now() - before.since, node);
+    if (died) this.log.warn({ event: 'destination-dead', destination: key, foundBy: node, nextProbe: new Date(health.probeAt).toISOString(), result: `${health.last?.code} ${health.last?.detail}` }, `${key} unreachable (found by ${node}): its messages wait without being tried`);
+    if (health.state === 'dead') {
+      this.clearProbe(key);
+      this.probeLater(key, health.probeAt);
+    }
+  }
+
+  /** `dest` works again: its parked messages are due now. */
+  private revive(dest: string, downMs: number, foundBy?: string): void {
+    const parked = this.parked.get(dest);
+    this.log.info({ event: 'destination-alive', destination: dest, downSeconds: Math.round(downMs / 1000), parked: parked?.size ?? 0, ...(foundBy ? { foundBy } : {}) }, `${dest} is back; its ${parked?.size ?? 0} parked message(s) are due now`);
+    this.clearProbe(dest);
+    if (parked) for (const e of [...parked]) this.ready1(e, 'normal');
+    this.parked.delete(dest);
   }
 
   /** Age in seconds of the oldest message in the queue (0 when empty). */
@@ -340,7 +369,8 @@ export class QueueManager {
         const a = dest === NO_DESTINATION ? 'attempt' : admit(h, now, this.inFlight.get(dest) ?? 0, this.perDestination);
         if (a === 'wait') continue;
         q.shift();
-        if (a === 'park') this.parkDue(e);
+        // With the cluster's dead destinations, a probe waits for this node's turn (probe()).
+        if (a === 'park' || (a === 'probe' && this.shared)) this.parkDue(e);
         else this.run(e, a === 'probe' ? 'probe' : 'normal');
         progress = true;
         if (spent()) return;
@@ -420,14 +450,8 @@ export class QueueManager {
     const { health, event } = afterDestinationAttempt(before, unreachable && first ? { unreachable: true, code: first.code, detail: first.detail } : { unreachable: false }, Date.now(), this.getPolicy().gateway.queue, probe);
     this.health.set(dest, health);
     if (!event) return;
-    if (event.event === 'destination-alive') {
-      const parked = this.parked.get(dest);
-      this.log.info({ event: 'destination-alive', destination: dest, downSeconds: Math.round(event.downMs / 1000), parked: parked?.size ?? 0 }, `${dest} is back; its ${parked?.size ?? 0} parked message(s) are due now`);
-      this.clearProbe(dest);
-      if (parked) for (const e of [...parked]) this.ready1(e, 'normal');
-      this.parked.delete(dest);
-      return;
-    }
+    this.shared?.publish(dest, health);
+    if (event.event === 'destination-alive') return this.revive(dest, event.downMs);
     this.log.warn({ event: event.event, destination: dest, failures: event.failures, nextProbe: new Date(event.probeAt).toISOString(), result: `${health.last?.code} ${health.last?.detail}` }, `${dest} unreachable: its messages wait without being tried; next probe at ${new Date(event.probeAt).toISOString()}`);
     this.clearProbe(dest);
     this.probeLater(dest, event.probeAt);
@@ -438,7 +462,18 @@ export class QueueManager {
     this.probeTimers.delete(dest);
     if (this.probing.has(dest)) return;
     const first = this.parked.get(dest)?.values().next().value;
-    if (first) this.ready1(first, 'probe');
+    if (!first) return;
+    if (!this.shared) return this.ready1(first, 'probe');
+    // One probe per interval for the cluster: the node that gets the turn probes; the others wait
+    // for its result (published) or, failing that, the next interval.
+    const h = this.health.get(dest) ?? UNKNOWN;
+    const interval = retryInterval(this.getPolicy().gateway.queue, Math.max(1, h.failures));
+    void this.shared.mayProbe(dest, interval).then((mine) => {
+      const still = this.parked.get(dest)?.values().next().value;
+      if (this.health.get(dest)?.state !== 'dead' || !still) return;
+      if (mine) this.ready1(still, 'probe');
+      else this.probeLater(dest, Date.now() + interval);
+    });
   }
 
   /** Every dead destination with parked messages has its probe coming (a probe in flight sets the next when it ends). */

@@ -1,6 +1,7 @@
 // SPEC §12 with the real engines: three gateways sharing their per-IP limits on redis-server and
 // one message trace in PostgreSQL (initdb, pg_ctl), each engine stopped and started again
 // inside the tests for the outage cases.
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePki, type TestPki } from '../helpers/pki.js';
@@ -15,6 +16,10 @@ let pki: TestPki;
 let redis: Engine;
 let pgsql: Engine;
 let sink: Sink;
+/** The next hop of dead.test: a server that drops every connection (counted), later a sink. */
+let deadPort: number;
+let drops = 0;
+let dropper: net.Server | null = null;
 const nodes: Array<{ name: string; file: string; gw: RunningGateway; admin: number }> = [];
 
 async function startNode(name: string, workers: number): Promise<void> {
@@ -24,11 +29,16 @@ async function startNode(name: string, workers: number): Promise<void> {
     gateway: testGateway(ndir, pki, {
       workers,
       limits: { maxConnectionsPerIp: 4, maxMessagesPerMinutePerIp: 6 },
+      queue: { directory: path.join(ndir, 'queue'), retryIntervals: ['3s'] },
       admin: { address: '127.0.0.1', port: admin },
       cluster: { node: name, redis: redis.url, traceDatabase: pgsql.url },
     }),
     acceptedDomains: [{ domain: 'contoso.com' }],
-    outboundConnectors: [{ name: 'On-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: [`[127.0.0.1]:${sink.port}`] }],
+    inboundConnectors: [{ name: 'Our servers', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.56'] }],
+    outboundConnectors: [
+      { name: 'On-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: [`[127.0.0.1]:${sink.port}`] },
+      { name: 'Dead partner', connectorType: 'partner', recipientDomains: ['dead.test'], smartHosts: [`[127.0.0.1]:${deadPort}`] },
+    ],
   }, `${name}.yaml`);
   nodes.push({ name, file, gw: await startGateway(file), admin });
 }
@@ -39,12 +49,12 @@ async function open(name: string, ip: string): Promise<{ c: RawSmtp; greeting: s
   return RawSmtp.connect(node(name).gw.port, { localAddress: ip });
 }
 
-async function sendOn(name: string, ip: string, to: string, subject: string): Promise<string> {
+async function sendOn(name: string, ip: string, to: string, subject: string, from = 'someone@example.test'): Promise<string> {
   const { c, greeting } = await open(name, ip);
   try {
     if (!greeting.startsWith('220')) return greeting;
     await c.cmd('EHLO client.test');
-    const mail = await c.cmd('MAIL FROM:<someone@example.test>');
+    const mail = await c.cmd(`MAIL FROM:<${from}>`);
     if (!mail.startsWith('250')) return mail;
     await c.cmd(`RCPT TO:<${to}>`);
     return await c.data(`Subject: ${subject}\r\n\r\nhello\r\n.\r\n`);
@@ -64,6 +74,9 @@ beforeAll(async () => {
   redis = await redisEngine();
   pgsql = await postgresEngine();
   sink = await startSink({ noStartTls: true, host: '127.0.0.1' });
+  deadPort = await freePort();
+  dropper = net.createServer((s) => (drops++, s.destroy()));
+  await new Promise<void>((r) => dropper!.listen(deadPort, '127.0.0.1', () => r()));
   await startNode('mx1', 0);
   await startNode('mx2', 1); // with a worker process: its counts go through the first process to Redis
   await startNode('mx3', 0);
@@ -72,6 +85,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const n of nodes) await n.gw.stop().catch(() => {});
   await sink?.close();
+  dropper?.close();
   await redis?.stop();
   await pgsql?.stop();
 });
@@ -121,6 +135,36 @@ describe('limits across nodes (Redis)', () => {
     }
     expect(ok).toBe(true);
   }, 40_000);
+});
+
+describe('dead destinations across nodes (Redis)', () => {
+  it('found dead by one node: parked on the others without a connection; one probe revives it everywhere', async () => {
+    const first = await sendOn('mx1', '127.0.0.56', 'a@dead.test', 'to the dead', 'app@contoso.com');
+    expect(first).toMatch(/^250 /);
+    await node('mx1').gw.logged('destination-dead', (e) => e.destination === 'connector:Dead partner', 10_000);
+    await node('mx3').gw.logged('destination-dead', (e) => e.foundBy === 'mx1', 10_000);
+    const second = await sendOn('mx3', '127.0.0.56', 'b@dead.test', 'also to the dead', 'app@contoso.com');
+    const qid = second.split(' ').pop()!;
+    await node('mx3').gw.logged('parked', (e) => e.qid === qid, 10_000);
+    expect(node('mx3').gw.events('deferred').filter((e) => e.qid === qid)).toEqual([]); // parked without an attempt
+    expect(drops).toBeGreaterThan(0);
+    // Both nodes hold a message for it; the cluster probes once per interval (3 s), not each node.
+    const windowStart = drops;
+    await new Promise((r) => setTimeout(r, 9_500));
+    expect(drops - windowStart).toBeLessThanOrEqual(4); // ≈ 3 intervals; two nodes on their own would make 6
+    // The next hop comes back: the cluster's probe finds it, and both nodes deliver what they hold.
+    await new Promise<void>((r) => dropper!.close(() => r()));
+    dropper = null;
+    const back = await startSink({ noStartTls: true, host: '127.0.0.1', port: deadPort });
+    try {
+      await back.waitFor(2, 20_000);
+      expect(back.messages.flatMap((m) => m.to).sort()).toEqual(['a@dead.test', 'b@dead.test']);
+      const alive = [...node('mx1').gw.events('destination-alive'), ...node('mx3').gw.events('destination-alive')];
+      expect(alive.some((e) => e.foundBy)).toBe(true); // one node learned it from the other
+    } finally {
+      await back.close();
+    }
+  }, 50_000);
 });
 
 describe('one trace (PostgreSQL)', () => {

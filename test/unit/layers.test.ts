@@ -19,7 +19,7 @@ const ALLOWED: Record<string, string[]> = {
   bounce: ['mail', 'policy', 'queue'],
   smtp: ['mail', 'policy', 'tls', 'observe', 'queue', 'delivery', 'auth'],
   trace: ['mail', 'config', 'observe'],
-  engines: ['mail', 'policy', 'observe', 'smtp', 'trace'],
+  engines: ['mail', 'policy', 'observe', 'smtp', 'queue', 'trace'],
   cluster: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'smtp', 'auth'],
   daemon: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'auth', 'engines'],
   cli: ['mail', 'policy', 'config', 'tls', 'observe', 'delivery', 'queue', 'bounce', 'smtp', 'trace', 'cluster', 'daemon', 'auth', 'engines'],

@@ -14,6 +14,7 @@ const validate = (a: string[]) => import('./validate.js').then((m) => m.validate
 const tlsReport = (a: string[]) => import('./tls-report.js').then((m) => m.tlsReport(a));
 const importPolicy = (a: string[]) => import('./import.js').then((m) => m.importPolicy(a));
 const trace = (a: string[]) => import('./trace.js').then((m) => m.trace(a));
+const drain = (a: string[]) => import('./drain.js').then((m) => m.drain(a));
 const reloadCommand = (a: string[]) => import('./reload.js').then((m) => m.reload(a));
 
 // Node.js 24 or newer (node:sqlite, TLSA lookups, the TLS stack measured): an older one gets one
@@ -50,6 +51,11 @@ const COMMANDS: Record<string, Command> = {
     synopsis: 'queue list | show ID | retry [ID] | hold ID|--destination D|--all | release ID|--destination D|--all | delete ID|--destination D|--all [--config FILE]',
     about: 'what waits for delivery (! after the id: on hold); retry, hold, release and delete act through the running daemon',
     run: queue,
+  },
+  drain: {
+    synopsis: 'drain --to HOST:PORT [--config FILE]',
+    about: 'retire this node: not ready, no new sessions, every queued message handed to HOST:PORT (the balancer or another node) and removed after its 250, then exit; exit 0 when nothing is left',
+    run: drain,
   },
   trace: {
     synopsis: 'trace [--sender A] [--recipient A] [--message-id ID] [--queue-id ID] [--since T] [--until T] [--status S] [--limit N] [--json] [--config FILE]',

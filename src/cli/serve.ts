@@ -22,6 +22,8 @@ export async function serve(args: string[]): Promise<void> {
   const stop = (signal: string): void => void daemon.stop(signal).then(() => setTimeout(() => process.exit(0), 50));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // `connector-gateway drain` handed every message over: the node's work is done.
+  void daemon.drained.then(() => stop('drained'));
 }
 
 /** Calls back (debounced) when the file's content changes; survives editors that replace the file. */

@@ -31,6 +31,8 @@ import { LocalCounters, LocalIpCounts, type IpCounts } from '../smtp/counters.js
 import { RedisIpCounts, type EngineEvents } from '../engines/redis-counts.js';
 import { PgTrace, pgJournalFile } from '../engines/pg-trace.js';
 import { RedisDestinations } from '../engines/redis-destinations.js';
+import { drainMarker, drainQueue, readMarker } from './drain.js';
+import { parseSmartHost } from '../config/normalize.js';
 
 export interface DaemonInfo {
   version: string;
@@ -58,6 +60,9 @@ export class Daemon {
   private control: { close: () => void } | null = null;
   private ready = false;
   private stopping = false;
+  private drainedResolve!: () => void;
+  /** Resolves when a drain has handed every message over: the daemon is then to stop (serve.ts). */
+  readonly drained = new Promise<void>((resolve) => (this.drainedResolve = resolve));
   /** The fingerprint of the policy in force when it was read (fingerprint()). */
   private applied = '';
 
@@ -196,8 +201,10 @@ export class Daemon {
     const trace = this.trace;
     const cluster = this.policy.gateway.cluster;
     if (cluster?.redis) this.ips = new RedisIpCounts(cluster.redis, cluster.node, this.engineEvents());
+    // An interrupted drain (.draining) resumes instead of listening.
+    const resumeDrain = readMarker(spool.dir);
     this.workers =
-      this.policy.gateway.workers > 0
+      !resumeDrain && this.policy.gateway.workers > 0
         ? new WorkerPool(this.policy.gateway.workers, log, {
             queued: (env) => manager.enqueue(env),
             ...(trace ? { trace: (line: string) => trace.push(line) } : {}),
@@ -207,12 +214,12 @@ export class Daemon {
             },
           }, this.ips)
         : null;
-    this.server = this.workers ? null : new GatewayServer({ getPolicy: () => this.policy, spool, log, metrics, verifier, counters: new LocalCounters(this.ips), handOver: (env) => manager.enqueue(env) });
-    let listeners: GatewayServer['ports'];
+    this.server = this.workers || resumeDrain ? null : new GatewayServer({ getPolicy: () => this.policy, spool, log, metrics, verifier, counters: new LocalCounters(this.ips), handOver: (env) => manager.enqueue(env) });
+    let listeners: GatewayServer['ports'] = [];
     if (this.server) {
       await this.server.start();
       listeners = this.server.ports;
-    } else listeners = await this.workers!.start();
+    } else if (this.workers) listeners = await this.workers.start();
     if (this.policy.gateway.admin && observe && metrics) {
       const a = this.policy.gateway.admin;
       const workers = this.workers;
@@ -231,6 +238,12 @@ export class Daemon {
       const port = (admin.address() as { port: number }).port;
       log.info({ event: 'admin-listening', address: a.address, port }, `admin HTTP on ${a.address}:${port}`);
       admin.unref();
+    }
+    if (resumeDrain) {
+      await recovering;
+      log.warn({ event: 'drain-resumed', to: resumeDrain }, `an interrupted drain to ${resumeDrain} resumes (${drainMarker(spool.dir)}); not listening`);
+      void this.drain(resumeDrain).catch((e: Error) => log.error({ event: 'drain-failed', err: e.message }, 'the drain failed'));
+      return;
     }
     // Listening already: the queue is read in the background (a large backlog delays no new mail).
     void manager.start((await recovering).ids);
@@ -262,6 +275,7 @@ export class Daemon {
       hold: (id, destination) => this.manager.hold(id, destination),
       release: (id, destination) => this.manager.release(id, destination),
       reload: () => this.reloadWithReport('reload command'),
+      drain: (to) => this.drain(to),
       tlsReport: async (now) => {
         if (!this.policy.gateway.outbound.tlsReporting) throw new Error('TLS reporting is off (gateway.outbound.tlsReporting: false)');
         const day = now ? dayOf(new Date()) : dayOf(new Date(Date.now() - 86_400_000));
@@ -269,6 +283,34 @@ export class Daemon {
         return sent.map((o) => `${o.ok ? 'sent' : 'FAILED'} ${o.domain} → ${o.rua}: ${o.detail}`);
       },
     };
+  }
+
+  /**
+   * Drains this node (SPEC §12): not ready, no new sessions, those in progress finish, the queue
+   * manager stops, then every queued message is handed to `to` (HOST:PORT: the balancer in front
+   * of the other nodes, or one of them). With nothing left the daemon stops (exit 0); otherwise
+   * it stays, not listening, and the next `drain` resumes — so does a restart (.draining).
+   */
+  async drain(to: string): Promise<{ left: number; lines: string[] }> {
+    const peer = parseSmartHost(to);
+    if (typeof peer === 'string') throw new Error(peer);
+    const { log, spool } = this;
+    fs.writeFileSync(drainMarker(spool.dir), `${to}\n`);
+    if (this.ready || this.server || this.workers) {
+      this.ready = false;
+      log.info({ event: 'draining', to }, `draining to ${to}: not ready, no new sessions`);
+      await (this.server ? this.server.stop(10_000) : this.workers?.stop(10_000));
+      this.server = null;
+      this.workers = null;
+      await this.manager?.stop(30_000);
+    }
+    const r = await drainQueue(spool, peer, this.delivery, log);
+    log.info({ event: 'drain-done', to, handedOver: r.handedOver, left: r.left }, `drain to ${to}: ${r.handedOver} message(s) handed over, ${r.left} left`);
+    if (r.left === 0) {
+      fs.rmSync(drainMarker(spool.dir), { force: true });
+      setImmediate(() => this.drainedResolve());
+    }
+    return { left: r.left, lines: [`${r.handedOver} message(s) handed over to ${to}, ${r.left} left`, ...r.lines] };
   }
 
   /**

@@ -81,6 +81,14 @@ export interface OperatorEvent {
   when?: string;
 }
 
+/** SPEC §12: recipients of a queued message handed to another node by `drain` (the peer's 250). */
+export interface DrainedEvent {
+  event: 'drained';
+  qid: string;
+  to: string;
+  recipients: string[];
+}
+
 export interface RemovedEvent {
   event: 'removed';
   qid: string;
@@ -89,12 +97,12 @@ export interface RemovedEvent {
 }
 
 /** What the trace keeps: each event with its message's queue id. */
-export type TracedEvent = QueuedEvent | RuleEvent | AuthenticationEvent | (RecipientEvent & { qid: string }) | DsnEvent | DsnSuppressedEvent | OperatorEvent | RemovedEvent;
+export type TracedEvent = QueuedEvent | RuleEvent | AuthenticationEvent | (RecipientEvent & { qid: string }) | DsnEvent | DsnSuppressedEvent | OperatorEvent | RemovedEvent | DrainedEvent;
 
 /** A log line as the trace reads it back: the event, pino's own fields, and the session's bindings. */
 export type TracedLine = TracedEvent & { time?: string | number; level?: number; msg?: string; svc?: string; sid?: string; ip?: string; worker?: number };
 
-export const TRACED_EVENTS: ReadonlySet<string> = new Set<TracedEvent['event']>(['queued', 'rule', 'authentication', 'delivered', 'deferred', 'bounced', 'dsn', 'dsn-suppressed', 'deleted', 'held', 'released', 'removed']);
+export const TRACED_EVENTS: ReadonlySet<string> = new Set<TracedEvent['event']>(['queued', 'rule', 'authentication', 'delivered', 'deferred', 'bounced', 'dsn', 'dsn-suppressed', 'deleted', 'held', 'released', 'removed', 'drained']);
 
 /** Marks an object as a traced event at the place it is logged: the compiler checks its fields. */
 export const traced = <E extends TracedEvent>(e: E): E => e;

@@ -16,7 +16,8 @@ export type ControlRequest =
   | { op: 'hold' | 'release'; id: string | null; destination: string | null }
   | { op: 'delete'; id: string }
   | { op: 'tls-report'; now: boolean }
-  | { op: 'reload' };
+  | { op: 'reload' }
+  | { op: 'drain'; to: string };
 export type ControlReply = { ok: true; count: number; lines?: string[] } | { ok: false; error: string };
 
 export interface ControlHandler {
@@ -31,6 +32,8 @@ export interface ControlHandler {
   tlsReport?(now: boolean): Promise<string[]>;
   /** Reloads the policy file (`connector-gateway reload`): the errors when it is refused. */
   reload?(): Promise<{ applied: boolean; lines: string[] }>;
+  /** Drains the node to the peer HOST:PORT (SPEC §12): how many messages are left, and a line for each. */
+  drain?(to: string): Promise<{ left: number; lines: string[] }>;
 }
 
 export function controlSocketPath(queueDir: string): string {
@@ -47,6 +50,8 @@ export function parseRequest(line: string): ControlRequest | null {
     const r = JSON.parse(line) as { op?: unknown; id?: unknown };
     const id = r.id === null ? null : typeof r.id === 'string' && isQueueId(r.id) ? r.id : undefined;
     if (r.op === 'reload') return { op: 'reload' };
+    const to = (r as { to?: unknown }).to;
+    if (r.op === 'drain') return typeof to === 'string' && to.length <= 300 ? { op: 'drain', to } : null;
     if (id === undefined && r.op !== 'tls-report') return null;
     if (r.op === 'retry' && id !== undefined) return { op: 'retry', id };
     const destination = (r as { destination?: unknown }).destination ?? null;
@@ -73,6 +78,11 @@ async function answer(handler: ControlHandler, req: ControlRequest): Promise<Con
     if (!handler.reload) return { ok: false, error: 'this daemon cannot reload through the control channel' };
     const r = await handler.reload();
     return r.applied ? { ok: true, count: 1, lines: r.lines } : { ok: false, error: r.lines.join('\n') };
+  }
+  if (req.op === 'drain') {
+    if (!handler.drain) return { ok: false, error: 'this daemon cannot drain' };
+    const r = await handler.drain(req.to);
+    return { ok: true, count: r.left, lines: r.lines };
   }
   if (req.op === 'retry') return { ok: true, count: await handler.retry(req.id) };
   return { ok: true, count: await handler[req.op](req.id, req.destination) }; // hold, release

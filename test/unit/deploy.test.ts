@@ -28,7 +28,7 @@ const byKind = (k: string) => docs.filter((d) => d.kind === k);
 
 describe('deploy/kubernetes', () => {
   it('every manifest is valid against the Kubernetes schemas', () => {
-    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'PodDisruptionBudget', 'Secret', 'Secret', 'Service', 'Service', 'StatefulSet']);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'PodDisruptionBudget', 'Secret', 'Secret', 'Service', 'Service', 'Service', 'Service', 'Service', 'StatefulSet']);
     for (const d of docs) {
       const Model = MODELS[d.kind];
       expect(Model, d.kind).toBeDefined();
@@ -59,7 +59,7 @@ describe('deploy/kubernetes', () => {
   it('Services and the PDB select the pods; the LB forwards 25 to the smtp port with PROXY', () => {
     const pod = (byKind('StatefulSet')[0] as any).spec.template;
     const ports = pod.spec.containers[0].ports.map((p: any) => p.name);
-    for (const svc of byKind('Service') as any[]) {
+    for (const svc of (byKind('Service') as any[]).filter((s) => s.spec.type !== 'ExternalName')) {
       expect(svc.spec.selector).toEqual(pod.metadata.labels);
       for (const p of svc.spec.ports) expect(ports).toContain(p.targetPort);
     }
@@ -80,6 +80,23 @@ describe('deploy/kubernetes', () => {
     expect(p.gateway.queue.directory.startsWith('/var/lib/connector-gateway/')).toBe(true);
     expect(p.gateway.tls.certificate).toBe('/etc/connector-gateway/certs/tls.crt');
     expect(c.env.find((e: any) => e.name === 'GATEWAY_CONFIG').value).toBe('/etc/connector-gateway/policy/gateway.yaml');
+  });
+  it('several replicas as one: the engines named in the policy exist as Services, and a retired pod drains to the ready others', () => {
+    const cm = byKind('ConfigMap')[0] as unknown as { data: Record<string, string> };
+    const p = loadPolicyText(cm.data['gateway.yaml']!, 'configmap:gateway.yaml', { checkFiles: false }).policy!;
+    const services = new Map((byKind('Service') as any[]).map((s) => [s.metadata.name, s]));
+    expect(services.get(new URL(p.gateway.cluster!.redis!).hostname)?.spec.type).toBe('ExternalName');
+    expect(services.get(new URL(p.gateway.cluster!.traceDatabase!).hostname)?.spec.type).toBe('ExternalName');
+    const c = (byKind('StatefulSet')[0] as any).spec.template.spec.containers[0];
+    const cmd: string[] = c.lifecycle.preStop.exec.command;
+    expect(cmd.slice(2, 4)).toEqual(['drain', '--to']);
+    const [host, port] = cmd[4]!.split(':');
+    const peers = services.get(host!);
+    expect(peers.spec.type ?? 'ClusterIP').toBe('ClusterIP'); // routes to ready pods only: never back to the one draining
+    const target = peers.spec.ports.find((x: any) => x.port === Number(port)).targetPort;
+    const listener = p.gateway.listeners.find((l) => l.port === c.ports.find((x: any) => x.name === target).containerPort)!;
+    expect(listener.proxyProtocol).toBe(false); // a replica speaks plain SMTP to another
+    expect((byKind('StatefulSet')[0] as any).spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(300);
   });
   it("the container image's example policy is valid", () => {
     const text = fs.readFileSync(path.resolve(import.meta.dirname, '../../deploy/container/gateway.yaml'), 'utf8');

@@ -9,7 +9,7 @@ import { runCli, startGateway, testGateway, tmpDir, writePolicy, type RunningGat
 import { postgresEngine, redisEngine, type Engine } from '../helpers/engines.js';
 import { startSink, type Sink } from '../helpers/sink.js';
 import { RawSmtp } from '../helpers/raw.js';
-import { freePort } from '../helpers/wait.js';
+import { freePort, until } from '../helpers/wait.js';
 
 let dir: string;
 let pki: TestPki;
@@ -34,7 +34,8 @@ async function startNode(name: string, workers: number): Promise<void> {
       cluster: { node: name, redis: redis.url, traceDatabase: pgsql.url },
     }),
     acceptedDomains: [{ domain: 'contoso.com' }],
-    inboundConnectors: [{ name: 'Our servers', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.56'] }],
+    // 127.0.0.1: the other nodes (what a drained node hands over comes from there).
+    inboundConnectors: [{ name: 'Our servers', connectorType: 'onPremises', senderIPAddresses: ['127.0.0.56', '127.0.0.1'] }],
     outboundConnectors: [
       { name: 'On-prem', connectorType: 'onPremises', allAcceptedDomains: true, smartHosts: [`[127.0.0.1]:${sink.port}`] },
       { name: 'Dead partner', connectorType: 'partner', recipientDomains: ['dead.test'], smartHosts: [`[127.0.0.1]:${deadPort}`] },
@@ -216,4 +217,26 @@ describe('engines down', () => {
     expect(order.indexOf('delivered')).toBeGreaterThan(order.indexOf('queued'));
     await node('mx3').gw.logged('engine-up', (e) => e.engine === 'postgresql');
   }, 40_000);
+});
+
+describe('drain to another node', () => {
+  it("a drained node's messages are all delivered exactly once by the others, and it exits 0", async () => {
+    // dead.test is down again: mx1 holds what it accepts for it.
+    const subjects = ['drain one', 'drain two', 'drain three'];
+    for (const s of subjects) expect(await sendOn('mx1', '127.0.0.56', `${s.replace(/ /g, '-')}@dead.test`, s, 'app@contoso.com')).toMatch(/^250 /);
+    await until(() => node('mx1').gw.events('parked').length + node('mx1').gw.events('deferred').filter((e) => String(e.recipient).startsWith('drain-')).length >= 3, 15_000, 'mx1 holding them');
+    const r = await runCli(['drain', '--to', `127.0.0.1:${node('mx3').gw.port}`, '--config', node('mx1').file]);
+    expect(r.stdout).toMatch(/^3 message\(s\) handed over to 127\.0\.0\.1:\d+, 0 left$/m);
+    expect(r.code).toBe(0);
+    expect(await node('mx1').gw.exited).toBe(0);
+    // The next hop comes back: mx3 delivers them, once each.
+    const back = await startSink({ noStartTls: true, host: '127.0.0.1', port: deadPort });
+    try {
+      await back.waitFor(3, 25_000);
+      await new Promise((res) => setTimeout(res, 1_000));
+      expect(back.messages.flatMap((m) => m.to).sort()).toEqual(['drain-one@dead.test', 'drain-three@dead.test', 'drain-two@dead.test']);
+    } finally {
+      await back.close();
+    }
+  }, 60_000);
 });

@@ -16,6 +16,8 @@ import { policyMicroBenchmark } from './policy-micro.js';
 import { securityMicroBenchmark, type SecurityFigures } from './security-micro.js';
 import { traceMicroBenchmark, type TraceFigures } from './trace-micro.js';
 import { authMicroBenchmark, type AuthFigures } from './auth-micro.js';
+import { clusterMicroBenchmark, type ClusterFigures } from './cluster-micro.js';
+import { postgresEngine, redisEngine } from '../test/helpers/engines.js';
 import { attackScenario, printAttacks, type AttackFigures } from './attack.js';
 import { backlogScenario, type BacklogFigures, type BacklogKit, type BacklogTarget, type LoadResult, type SinkDone } from './backlog.js';
 
@@ -40,7 +42,8 @@ const { values: opt } = parseArgs({
     'only-backlog': { type: 'boolean', default: false },
     'no-attack': { type: 'boolean', default: false }, // skip the "under attack" scenario
     'only-attack': { type: 'boolean', default: false },
-    'no-auth': { type: 'boolean', default: false }, // skip the run with sender authentication and signing on (issue 19)
+    'no-auth': { type: 'boolean', default: false },
+    'no-cluster': { type: 'boolean', default: false }, // skip the run with gateway.cluster on Redis and PostgreSQL (issue 22) // skip the run with sender authentication and signing on (issue 19)
   },
 });
 const SESSIONS = Number(opt.sessions);
@@ -249,7 +252,7 @@ function startSink(port: number, certs: ReturnType<typeof makeCerts>, expect = T
  * through a partner connector (signing skips onPremises ones). DNS is a closed port, as in the
  * run without: each lookup fails at once (temperror), so the figures are the checks' own cost.
  */
-function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof makeCerts>, dir: string, adminPort: number, auth = false): string {
+function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof makeCerts>, dir: string, adminPort: number, auth = false, cluster: { redis: string; traceDatabase: string } | null = null): string {
   const file = path.join(dir, 'gateway.yaml');
   const key = (name: string): string => {
     const f = path.join(dir, name);
@@ -277,6 +280,7 @@ function gatewayPolicy(port: number, sinkPort: number, certs: ReturnType<typeof 
         // As in production: the metrics endpoint on (the idle scenario reads its session gauge).
         admin: { address: '127.0.0.1', port: adminPort },
         ...authKeys,
+        ...(cluster ? { cluster: { node: 'bench1', ...cluster } } : {}),
       },
       acceptedDomains: [{ domain: 'bench.test' }],
       inboundConnectors: [{ name: 'Load', connectorType: 'partner', senderIPAddresses: ['127.0.0.0/8'], requireTls: true }],
@@ -514,6 +518,23 @@ async function main(): Promise<void> {
       await stopGateway(agw);
       sink.send({ reset: TOTAL });
     }
+    // The same with gateway.cluster on: limits counted in Redis, the trace written to PostgreSQL (issue 22).
+    if (!opt['no-cluster']) {
+      const redis = await redisEngine();
+      const pgsql = await postgresEngine();
+      try {
+        const cdir = path.join(work, 'gateway-cluster');
+        fs.mkdirSync(cdir);
+        const cgw = await startGateway(gatewayPolicy(gport, sinkPort, certs, cdir, adminPort, false, { redis: redis.url, traceDatabase: pgsql.url }), cdir, gport);
+        const cpid = cgw.pid!;
+        results.gatewayCluster = await loadAndMeasure(gport, sink, cpid, certs.ca, () => treeRssMb(cpid));
+        await stopGateway(cgw);
+        sink.send({ reset: TOTAL });
+      } finally {
+        await redis.stop();
+        await pgsql.stop();
+      }
+    }
   }
 
   if (opt['only-gateway']) {
@@ -589,6 +610,7 @@ async function main(): Promise<void> {
   results.security = await securityMicroBenchmark().catch((e: Error) => ({ skipped: e.message }));
   results.trace = traceMicroBenchmark();
   results.auth = await authMicroBenchmark();
+  if (!opt['no-cluster']) results.cluster = await clusterMicroBenchmark().catch((e: Error) => ({ skipped: e.message }));
   if (Number(opt.backlog) > 0) results.backlog = await backlog(certs, Number(opt.backlog));
   if (!opt['no-attack']) results.attack = await attackScenario(attackKit);
   print(results);
@@ -704,6 +726,28 @@ function print(r: Record<string, unknown>): void {
           `  DKIM signing <= 1 ms per 10 KB message (RSA 2048): ${f(au.signRsaMs, 3)} ms — ${met(au.signRsaMs <= 1)} (Ed25519 ${f(au.signEd25519Ms, 3)} ms; inbound checks with cached DNS ${f(au.verifyMs, 3)} ms per message)`,
         ]
       : []),
+  );
+  const gc = r.gatewayCluster as Figures | undefined;
+  const cl = r.cluster as ClusterFigures | { skipped: string } | undefined;
+  out.push(
+    '',
+    'targets (issue 22, several gateways as one):',
+    ...(gc
+      ? [
+          `  one node with gateway.cluster (Redis limits, PostgreSQL trace): ${f(gc.acceptedPerSec, 0)} accepted msgs/s, p50 ${f(gc.p50ms, 1)} ms, CPU ${f(gc.cpuSecondsPer1000, 2)} s/1000`,
+          `  accepted msgs/s >= 0.9 x the same run without: ${f(gc.acceptedPerSec / g.acceptedPerSec, 2)} x — ${met(gc.acceptedPerSec >= 0.9 * g.acceptedPerSec)}`,
+        ]
+      : ['  — (the run with gateway.cluster was skipped: --no-cluster)']),
+    ...(cl && 'skipped' in cl
+      ? [`  micro-benchmark skipped: ${cl.skipped}`]
+      : cl
+        ? [
+            `  one limit check <= 1 ms p99 against a local Redis: ${f(cl.limitP99Ms, 3)} ms (p50 ${f(cl.limitP50Ms, 3)}) — ${met(cl.limitP99Ms <= 1)}`,
+            `  trace search over ${cl.traceMessages} messages in PostgreSQL < 200 ms for a recipient: ${f(cl.traceSearchMs.recipient, 1)} ms — ${met((cl.traceSearchMs.recipient ?? Infinity) < 200)} (${Object.entries(cl.traceSearchMs)
+              .map(([k, v]) => `${k} ${f(v, 1)}`)
+              .join(', ')}; loaded in ${f(cl.traceLoadSeconds, 0)} s)`,
+          ]
+        : []),
   );
   if (r.backlog) out.push(...printBacklog(r.backlog as { gateway: BacklogFigures; postfix?: BacklogFigures }));
   if (r.attack) out.push(...printAttacks(r.attack as { quiet: AttackFigures; attacks: AttackFigures[] }, f, met));

@@ -58,6 +58,7 @@ export async function postgresEngine(): Promise<Engine & { dir: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-pg-'));
   const data = path.join(dir, 'pgdata');
   fs.mkdirSync(data, { mode: 0o700 });
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true })); // the cluster's files go with the run
   if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
   fs.chmodSync(dir, 0o755);
   asPostgres(path.join(PG_BIN, 'initdb'), ['-D', data, '-U', 'gateway', '--auth=trust', '-E', 'UTF8']);

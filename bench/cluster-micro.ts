@@ -47,7 +47,7 @@ export async function clusterMicroBenchmark(n = 5_000, messages = 1_000_000): Pr
     const start = Date.parse('2026-11-01T00:00:00Z');
     await client.query(
       `INSERT INTO messages (qid, node, received_at, sender, message_id, size, client_ip, connector, tls, status)
-       SELECT 'Q' || g, 'mx' || (g % 3), $1 + g * 2000, 'sender' || (g % 5000) || '@example.org', g || '@example.org', 10240, '192.0.2.' || (g % 250), 'Partner', 'TLSv1.3', 'delivered'
+       SELECT 'Q' || g, 'mx' || (g % 3), $1::bigint + g * 2000, 'sender' || (g % 5000) || '@example.org', g || '@example.org', 10240, '192.0.2.' || (g % 250), 'Partner', 'TLSv1.3', 'delivered'
        FROM generate_series(1, $2) g`,
       [start, messages],
     );

@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { TRACED_EVENTS, type TracedLine } from '../observe/events.js';
+import { messageStatusSql, traceWrites, type TraceWrite } from '../trace/writes.js';
 import type { TraceEvent, TracedMessage, TraceQuery } from '../trace/store.js';
 import type { EngineEvents } from './redis-counts.js';
 
@@ -59,15 +59,6 @@ export async function migrate(client: pg.ClientBase): Promise<number> {
   }
   return Math.max(0, ...MIGRATIONS.map((m) => m.version));
 }
-
-const STATUS_SQL = `
-  UPDATE messages SET status = CASE
-    WHEN status = 'deleted' THEN 'deleted'
-    WHEN NOT EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status <> 'delivered') THEN 'delivered'
-    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'deferred') THEN 'deferred'
-    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'failed') THEN 'failed'
-    ELSE 'queued' END
-  WHERE qid = $1`;
 
 export function pgJournalFile(queueDir: string): string {
   return path.join(queueDir, '.trace', 'pg-pending.jsonl');
@@ -131,7 +122,7 @@ export class PgTrace {
         this.migrated = true;
       }
       await client.query('BEGIN');
-      for (const line of batch) await this.apply(client, line);
+      await this.apply(client, batch);
       await client.query('COMMIT');
       this.pending.splice(0, batch.length);
       this.journaled = Math.max(0, this.journaled - batch.length);
@@ -171,37 +162,58 @@ export class PgTrace {
     this.events?.down('postgresql', err);
   }
 
-  private async apply(c: pg.PoolClient, line: string): Promise<void> {
-    let e: TracedLine;
-    try {
-      const parsed = JSON.parse(line) as { event?: unknown; qid?: unknown };
-      if (typeof parsed.event !== 'string' || !TRACED_EVENTS.has(parsed.event) || typeof parsed.qid !== 'string') return;
-      e = parsed as TracedLine;
-    } catch {
-      return;
+  /**
+   * A batch's writes in six statements, whatever its size (one round trip each, the rows as
+   * arrays): new messages, their recipients, the events in their order, the recipients' latest
+   * statuses, the messages' statuses, deletions.
+   */
+  private async apply(c: pg.PoolClient, lines: readonly string[]): Promise<void> {
+    const messages = new Map<string, Extract<TraceWrite, { op: 'message' }>>();
+    const recipients: Array<Extract<TraceWrite, { op: 'recipient' }>> = [];
+    const events: Array<Extract<TraceWrite, { op: 'event' }>> = [];
+    const statuses = new Map<string, Extract<TraceWrite, { op: 'recipientStatus' }>>(); // the last one per recipient stands
+    const touched = new Set<string>();
+    const deleted = new Set<string>();
+    for (const line of lines) {
+      for (const w of traceWrites(line)) {
+        if (w.op === 'message') messages.set(w.qid, w);
+        else if (w.op === 'recipient') recipients.push(w);
+        else if (w.op === 'event') events.push(w);
+        else if (w.op === 'recipientStatus') (statuses.delete(`${w.qid} ${w.address}`), statuses.set(`${w.qid} ${w.address}`, w));
+        else if (w.op === 'status') touched.add(w.qid);
+        else deleted.add(w.qid);
+      }
     }
-    const qid = e.qid!;
-    const at = Date.parse(String(e.time ?? '')) || Date.now();
-    const recipient = 'recipient' in e ? e.recipient : null;
-    const { level: _l, time: _t, svc: _s, msg: _m, event: _e, qid: _q, sid: _sid, ...detail } = e;
-    if (e.event === 'queued') {
+    const m = [...messages.values()];
+    if (m.length) {
       await c.query(
-        `INSERT INTO messages (qid, node, received_at, sender, message_id, size, client_ip, connector, tls, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued')
+        `INSERT INTO messages (qid, node, received_at, sender, message_id, size, client_ip, connector, tls, status)
+         SELECT q, $1, a, s, mid, sz, ip, con, t, 'queued' FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[]) AS x(q, a, s, mid, sz, ip, con, t)
          ON CONFLICT (qid) DO UPDATE SET node = EXCLUDED.node, received_at = EXCLUDED.received_at, sender = EXCLUDED.sender, message_id = EXCLUDED.message_id, size = EXCLUDED.size, client_ip = EXCLUDED.client_ip, connector = EXCLUDED.connector, tls = EXCLUDED.tls`,
-        [qid, this.node, at, e.sender, e.messageId, e.size, e.ip ?? null, e.connector, e.tls],
+        [this.node, m.map((w) => w.qid), m.map((w) => w.at), m.map((w) => w.sender), m.map((w) => w.messageId), m.map((w) => w.size), m.map((w) => w.ip), m.map((w) => w.connector), m.map((w) => w.tls)],
       );
-      for (const r of e.recipients) await c.query(`INSERT INTO recipients (qid, address, status) VALUES ($1, $2, 'queued') ON CONFLICT DO NOTHING`, [qid, r.toLowerCase()]);
     }
-    await c.query('INSERT INTO events (qid, node, at, event, recipient, detail) VALUES ($1, $2, $3, $4, $5, $6)', [qid, this.node, at, e.event, recipient, JSON.stringify(detail)]);
-    if (e.event === 'dsn') await c.query('INSERT INTO events (qid, node, at, event, recipient, detail) VALUES ($1, $2, $3, $4, $5, $6)', [e.original, this.node, at, 'dsn-sent', null, JSON.stringify(detail)]);
-    if (e.event === 'delivered' || e.event === 'deferred' || e.event === 'bounced') {
-      const status = e.event === 'bounced' ? 'failed' : e.event;
-      await c.query('UPDATE recipients SET status = $1, detail = $2 WHERE qid = $3 AND address = $4', [status, `${'code' in e ? e.code : ''} ${e.result}`.trim(), qid, e.recipient.toLowerCase()]);
-      await c.query(STATUS_SQL, [qid]);
+    if (recipients.length) {
+      await c.query(`INSERT INTO recipients (qid, address, status) SELECT q, a, 'queued' FROM unnest($1::text[], $2::text[]) AS x(q, a) ON CONFLICT DO NOTHING`, [recipients.map((w) => w.qid), recipients.map((w) => w.address)]);
     }
-    if (e.event === 'deleted') {
-      await c.query(`UPDATE messages SET status = 'deleted' WHERE qid = $1`, [qid]);
-      await c.query(`UPDATE recipients SET status = 'deleted' WHERE qid = $1 AND status NOT IN ('delivered', 'failed')`, [qid]);
+    if (events.length) {
+      await c.query(
+        `INSERT INTO events (qid, node, at, event, recipient, detail)
+         SELECT q, $1, a, e, r, d::jsonb FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(q, a, e, r, d, n) ORDER BY n`,
+        [this.node, events.map((w) => w.qid), events.map((w) => w.at), events.map((w) => w.event), events.map((w) => w.recipient), events.map((w) => w.detail)],
+      );
+    }
+    const st = [...statuses.values()];
+    if (st.length) {
+      await c.query(
+        `UPDATE recipients SET status = x.s, detail = x.d FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(q, a, s, d) WHERE recipients.qid = x.q AND recipients.address = x.a`,
+        [st.map((w) => w.qid), st.map((w) => w.address), st.map((w) => w.status), st.map((w) => w.detail)],
+      );
+    }
+    if (touched.size) await c.query(messageStatusSql('ANY($1)'), [[...touched]]);
+    if (deleted.size) {
+      await c.query(`UPDATE messages SET status = 'deleted' WHERE qid = ANY($1)`, [[...deleted]]);
+      await c.query(`UPDATE recipients SET status = 'deleted' WHERE qid = ANY($1) AND status NOT IN ('delivered', 'failed')`, [[...deleted]]);
     }
   }
 

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { TRACED_EVENTS, type TracedLine } from '../observe/events.js';
+import { messageStatusSql, traceWrites } from './writes.js';
 
 
 export interface TraceQuery {
@@ -60,16 +60,6 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS events_qid ON events (qid, at);
 `;
 
-/** A message's status from its recipients' (SPEC §10: delivered, deferred, failed…). */
-const STATUS_SQL = `
-  UPDATE messages SET status = CASE
-    WHEN status = 'deleted' THEN 'deleted'
-    WHEN NOT EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status <> 'delivered') THEN 'delivered'
-    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'deferred') THEN 'deferred'
-    WHEN EXISTS (SELECT 1 FROM recipients r WHERE r.qid = messages.qid AND r.status = 'failed') THEN 'failed'
-    ELSE 'queued' END
-  WHERE qid = ?`;
-
 export class TraceStore {
   private readonly db: DatabaseSync;
   private pending: string[] = [];
@@ -97,7 +87,7 @@ export class TraceStore {
       recipient: prep(`INSERT OR IGNORE INTO recipients (qid, address, status, detail) VALUES (?, ?, 'queued', NULL)`),
       recipientStatus: prep('UPDATE recipients SET status = ?, detail = ? WHERE qid = ? AND address = ?'),
       event: prep('INSERT INTO events (qid, at, event, recipient, detail) VALUES (?, ?, ?, ?, ?)'),
-      status: prep(STATUS_SQL),
+      status: prep(messageStatusSql('?')),
       deleted: prep(`UPDATE messages SET status = 'deleted' WHERE qid = ?`),
       // A deleted message's recipients that were still waiting will never be delivered: deleted, not deferred.
       recipientsDeleted: prep(`UPDATE recipients SET status = 'deleted' WHERE qid = ? AND status NOT IN ('delivered', 'failed')`),
@@ -129,34 +119,28 @@ export class TraceStore {
   }
 
   private apply(line: string): void {
-    let e: TracedLine;
-    try {
-      const parsed = JSON.parse(line) as { event?: unknown; qid?: unknown };
-      // Any log line may come here: only the traced events (observe/events.ts) about one message stay.
-      if (typeof parsed.event !== 'string' || !TRACED_EVENTS.has(parsed.event) || typeof parsed.qid !== 'string') return;
-      e = parsed as TracedLine;
-    } catch {
-      return;
-    }
-    const qid = e.qid!;
-    const at = Date.parse(String(e.time ?? '')) || Date.now();
-    const recipient = 'recipient' in e ? e.recipient : null;
-    const { level: _l, time: _t, svc: _s, msg: _m, event: _e, qid: _q, sid: _sid, ...detail } = e;
-    if (e.event === 'queued') {
-      this.st.message.run(qid, at, e.sender, e.messageId, e.size, e.ip ?? null, e.connector, e.tls, 'queued');
-      for (const r of e.recipients) this.st.recipient.run(qid, r.toLowerCase());
-    }
-    this.st.event.run(qid, at, e.event, recipient, JSON.stringify(detail));
-    // A report about a message belongs to its timeline too.
-    if (e.event === 'dsn') this.st.event.run(e.original, at, 'dsn-sent', null, JSON.stringify(detail));
-    if (e.event === 'delivered' || e.event === 'deferred' || e.event === 'bounced') {
-      const status = e.event === 'bounced' ? 'failed' : e.event;
-      this.st.recipientStatus.run(status, `${'code' in e ? e.code : ''} ${e.result}`.trim(), qid, e.recipient.toLowerCase());
-      this.st.status.run(qid);
-    }
-    if (e.event === 'deleted') {
-      this.st.deleted.run(qid);
-      this.st.recipientsDeleted.run(qid);
+    for (const w of traceWrites(line)) {
+      switch (w.op) {
+        case 'message':
+          this.st.message.run(w.qid, w.at, w.sender, w.messageId, w.size, w.ip, w.connector, w.tls, 'queued');
+          break;
+        case 'recipient':
+          this.st.recipient.run(w.qid, w.address);
+          break;
+        case 'event':
+          this.st.event.run(w.qid, w.at, w.event, w.recipient, w.detail);
+          break;
+        case 'recipientStatus':
+          this.st.recipientStatus.run(w.status, w.detail, w.qid, w.address);
+          break;
+        case 'status':
+          this.st.status.run(w.qid);
+          break;
+        case 'deleted':
+          this.st.deleted.run(w.qid);
+          this.st.recipientsDeleted.run(w.qid);
+          break;
+      }
     }
   }
 

@@ -10,6 +10,7 @@ import { postgresEngine, redisEngine, type Engine } from '../helpers/engines.js'
 import { startSink, type Sink } from '../helpers/sink.js';
 import { RawSmtp } from '../helpers/raw.js';
 import { freePort, until } from '../helpers/wait.js';
+import { startHaproxy } from '../helpers/haproxy.js';
 
 let dir: string;
 let pki: TestPki;
@@ -28,6 +29,11 @@ async function startNode(name: string, workers: number): Promise<void> {
   const file = writePolicy(dir, {
     gateway: testGateway(ndir, pki, {
       workers,
+      // mx: clients straight to the node; lb: through HAProxy (PROXY v2 from 127.0.0.1 only).
+      listeners: [
+        { name: 'mx', address: '127.0.0.1', port: 0 },
+        { name: 'lb', address: '127.0.0.1', port: 0, proxyProtocol: ['127.0.0.1/32'] },
+      ],
       limits: { maxConnectionsPerIp: 4, maxMessagesPerMinutePerIp: 6 },
       queue: { directory: path.join(ndir, 'queue'), retryIntervals: ['3s'] },
       admin: { address: '127.0.0.1', port: admin },
@@ -136,6 +142,24 @@ describe('limits across nodes (Redis)', () => {
     }
     expect(ok).toBe(true);
   }, 40_000);
+});
+
+describe('limits across nodes behind HAProxy (PROXY v2)', () => {
+  it('maxConnectionsPerIp: 4 for the client whichever nodes round robin gives it: the fifth session is refused', async () => {
+    const lb = await startHaproxy(dir, ['mx1', 'mx2', 'mx3'].map((n) => node(n).gw.ports.lb!));
+    try {
+      const viaLb = (): Promise<{ c: RawSmtp; greeting: string }> => RawSmtp.connect(lb.port, { localAddress: '127.0.0.59' });
+      const held = [await viaLb(), await viaLb(), await viaLb(), await viaLb()];
+      expect(held.map((h) => h.greeting.slice(0, 3))).toEqual(['220', '220', '220', '220']);
+      const nodesUsed = (): number => ['mx1', 'mx2', 'mx3'].filter((n) => node(n).gw.events('connect').some((e) => e.ip === '127.0.0.59')).length;
+      await until(() => nodesUsed() >= 2, 5_000, 'sessions spread over the nodes, each seeing the client IP');
+      const fifth = await viaLb();
+      expect(fifth.greeting).toMatch(/^451 4\.7\.500 /);
+      for (const h of [...held, fifth]) h.c.close();
+    } finally {
+      lb.proc.kill('SIGTERM');
+    }
+  });
 });
 
 describe('dead destinations across nodes (Redis)', () => {

@@ -5,7 +5,7 @@
 // replica killed with SIGKILL under load loses nothing: what it acknowledged is delivered when
 // it comes back on its queue (as a StatefulSet pod restarts on its volume). The next hop is
 // down during the load, so everything a replica acknowledged is only on its disk when it dies.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,8 @@ import nodemailer from 'nodemailer';
 import { makePki, type TestPki } from '../helpers/pki.js';
 import { startGateway, testGateway, tmpDir, writePolicy, type RunningGateway } from '../helpers/gateway.js';
 import { startSink, type Sink } from '../helpers/sink.js';
-import { accepting, freePort, until } from '../helpers/wait.js';
+import { freePort, until } from '../helpers/wait.js';
+import { startHaproxy } from '../helpers/haproxy.js';
 
 const REPLICAS = 3;
 const MESSAGES = 240;
@@ -41,38 +42,10 @@ function policyFor(i: number): string {
   });
 }
 
-async function startHaproxy(ports: number[]): Promise<void> {
-  lbPort = await freePort();
-  const cfg = path.join(dir, 'haproxy.cfg');
-  fs.writeFileSync(
-    cfg,
-    [
-      'global',
-      '  maxconn 1000',
-      'defaults',
-      '  mode tcp',
-      '  timeout connect 2s',
-      '  timeout client 60s',
-      '  timeout server 60s',
-      '  retries 2',
-      '  option redispatch',
-      'frontend smtp',
-      `  bind 127.0.0.1:${lbPort}`,
-      '  default_backend gateways',
-      'backend gateways',
-      '  balance roundrobin',
-      ...ports.map((p, i) => `  server g${i} 127.0.0.1:${p} send-proxy-v2 check check-send-proxy inter 300 fall 1 rise 2`),
-      '',
-    ].join('\n'),
-  );
-  haproxy = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  haproxy.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  for (let i = 0; i < 50 && haproxy.exitCode === null; i++) {
-    if (await accepting(lbPort)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`haproxy does not listen: ${err}`);
+async function startBalancer(ports: number[]): Promise<void> {
+  const lb = await startHaproxy(dir, ports);
+  lbPort = lb.port;
+  haproxy = lb.proc;
 }
 
 /** One message over its own connection (so that round robin spreads them), retried as an MTA would when the session breaks. */
@@ -101,7 +74,7 @@ beforeAll(async () => {
     files.push(policyFor(i));
     gws.push(await startGateway(files[i]!));
   }
-  await startHaproxy(gws.map((g) => g!.port));
+  await startBalancer(gws.map((g) => g!.port));
 }, 60_000);
 afterAll(async () => {
   haproxy?.kill('SIGTERM');

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { messageStatusSql, traceWrites, type TraceWrite } from '../trace/writes.js';
+import { searchConditions, tracedMessage } from '../trace/rows.js';
 import type { TraceEvent, TracedMessage, TraceQuery } from '../trace/store.js';
 import type { EngineEvents } from './redis-counts.js';
 
@@ -238,33 +239,14 @@ export class PgTrace {
   }
 
   async search(q: TraceQuery): Promise<Array<TracedMessage & { node: string }>> {
-    const where: string[] = [];
     const args: Array<string | number> = [];
     const arg = (v: string | number): string => (args.push(v), `$${args.length}`);
-    if (q.queueId) where.push(`m.qid = ${arg(q.queueId)}`);
-    if (q.sender) where.push(`lower(m.sender) = lower(${arg(q.sender)})`);
-    if (q.messageId) where.push(`m.message_id = ${arg(q.messageId.replace(/^<|>$/g, ''))}`);
-    if (q.recipient) where.push(`m.qid IN (SELECT qid FROM recipients WHERE address = ${arg(q.recipient.toLowerCase())})`);
-    if (q.since !== undefined) where.push(`m.received_at >= ${arg(q.since)}`);
-    if (q.until !== undefined) where.push(`m.received_at < ${arg(q.until)}`);
-    if (q.status) where.push(`m.status = ${arg(q.status)}`);
+    const where = searchConditions(q, arg, (p) => `lower(m.sender) = lower(${p})`);
     const limit = arg(q.limit ?? 100);
     const rows = (await this.pool.query(`SELECT * FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.received_at DESC LIMIT ${limit}`, args)).rows as Array<Record<string, string | number | null>>;
     const qids = rows.map((r) => String(r.qid));
     const rcpts = qids.length ? ((await this.pool.query('SELECT qid, address, status, detail FROM recipients WHERE qid = ANY($1) ORDER BY address', [qids])).rows as Array<{ qid: string; address: string; status: string; detail: string | null }>) : [];
-    return rows.map((r) => ({
-      qid: String(r.qid),
-      node: String(r.node),
-      receivedAt: new Date(Number(r.received_at)).toISOString(),
-      sender: String(r.sender),
-      messageId: r.message_id === null ? null : String(r.message_id),
-      size: Number(r.size),
-      clientIp: r.client_ip === null ? null : String(r.client_ip),
-      connector: r.connector === null ? null : String(r.connector),
-      tls: r.tls === null ? null : String(r.tls),
-      status: String(r.status),
-      recipients: rcpts.filter((x) => x.qid === r.qid).map((x) => ({ address: x.address, status: x.status, detail: x.detail })),
-    }));
+    return rows.map((r) => ({ ...tracedMessage(r, rcpts.filter((x) => x.qid === r.qid)), node: String(r.node) }));
   }
 
   async timeline(qid: string): Promise<Array<TraceEvent & { node: string }>> {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { messageStatusSql, traceWrites } from './writes.js';
+import { searchConditions, tracedMessage } from './rows.js';
 
 
 export interface TraceQuery {
@@ -162,31 +163,13 @@ export class TraceStore {
   }
 
   search(q: TraceQuery): TracedMessage[] {
-    const where: string[] = [];
     const args: Array<string | number> = [];
-    if (q.queueId) (where.push('m.qid = ?'), args.push(q.queueId));
-    if (q.sender) (where.push('m.sender = ? COLLATE NOCASE'), args.push(q.sender));
-    if (q.messageId) (where.push('m.message_id = ?'), args.push(q.messageId.replace(/^<|>$/g, '')));
-    if (q.recipient) (where.push('m.qid IN (SELECT qid FROM recipients WHERE address = ?)'), args.push(q.recipient.toLowerCase()));
-    if (q.since !== undefined) (where.push('m.received_at >= ?'), args.push(q.since));
-    if (q.until !== undefined) (where.push('m.received_at < ?'), args.push(q.until));
-    if (q.status) (where.push('m.status = ?'), args.push(q.status));
+    const where = searchConditions(q, (v) => (args.push(v), '?'), (p) => `m.sender = ${p} COLLATE NOCASE`);
     const rows = this.db
       .prepare(`SELECT * FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.received_at DESC LIMIT ?`)
       .all(...args, q.limit ?? 100) as Array<Record<string, string | number | null>>;
     const rcpts = this.db.prepare('SELECT address, status, detail FROM recipients WHERE qid = ? ORDER BY address');
-    return rows.map((r) => ({
-      qid: String(r.qid),
-      receivedAt: new Date(Number(r.received_at)).toISOString(),
-      sender: String(r.sender),
-      messageId: r.message_id === null ? null : String(r.message_id),
-      size: Number(r.size),
-      clientIp: r.client_ip === null ? null : String(r.client_ip),
-      connector: r.connector === null ? null : String(r.connector),
-      tls: r.tls === null ? null : String(r.tls),
-      status: String(r.status),
-      recipients: (rcpts.all(String(r.qid)) as Array<{ address: string; status: string; detail: string | null }>).map((x) => ({ address: x.address, status: x.status, detail: x.detail })),
-    }));
+    return rows.map((r) => tracedMessage(r, rcpts.all(String(r.qid)) as Array<{ address: string; status: string; detail: string | null }>));
   }
 
   timeline(qid: string): TraceEvent[] {

@@ -73,6 +73,6 @@ export async function clusterMicroBenchmark(n = 5_000, messages = 1_000_000): Pr
     return { limitChecks: n, limitP50Ms: q(0.5), limitP99Ms: q(0.99), traceMessages: messages, traceLoadSeconds, traceSearchMs };
   } finally {
     await redis.stop();
-    await pgsql.stop();
+    await pgsql.remove();
   }
 }

@@ -532,7 +532,7 @@ async function main(): Promise<void> {
         sink.send({ reset: TOTAL });
       } finally {
         await redis.stop();
-        await pgsql.stop();
+        await pgsql.remove();
       }
     }
   }

@@ -52,13 +52,16 @@ function asPostgres(cmd: string, args: string[]): void {
   execFileSync(root ? 'runuser' : cmd, root ? ['-u', 'postgres', '--', cmd, ...args] : args, { stdio: 'ignore' });
 }
 
-/** A PostgreSQL cluster of its own (under the system's temporary directory: the postgres user must reach it). */
-export async function postgresEngine(): Promise<Engine & { dir: string }> {
+/**
+ * A PostgreSQL cluster of its own (under the system's temporary directory: the postgres user must
+ * reach it). `remove` stops it and deletes its files.
+ */
+export async function postgresEngine(): Promise<Engine & { dir: string; remove: () => Promise<void> }> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cg-pg-'));
   const data = path.join(dir, 'pgdata');
   fs.mkdirSync(data, { mode: 0o700 });
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true })); // the cluster's files go with the run
+
   if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
   fs.chmodSync(dir, 0o755);
   asPostgres(path.join(PG_BIN, 'initdb'), ['-D', data, '-U', 'gateway', '--auth=trust', '-E', 'UTF8']);
@@ -74,5 +77,9 @@ export async function postgresEngine(): Promise<Engine & { dir: string }> {
     }
   };
   await start();
-  return { url: `postgres://gateway@127.0.0.1:${port}/postgres`, port, dir, start, stop: async () => (await stop(), undefined) };
+  const remove = async (): Promise<void> => {
+    await stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { url: `postgres://gateway@127.0.0.1:${port}/postgres`, port, dir, start, stop, remove };
 }

@@ -15,7 +15,7 @@ import { startHaproxy } from '../helpers/haproxy.js';
 let dir: string;
 let pki: TestPki;
 let redis: Engine;
-let pgsql: Engine;
+let pgsql: Engine & { remove: () => Promise<void> };
 let sink: Sink;
 /** The next hop of dead.test: a server that drops every connection (counted), later a sink. */
 let deadPort: number;
@@ -94,7 +94,7 @@ afterAll(async () => {
   await sink?.close();
   dropper?.close();
   await redis?.stop();
-  await pgsql?.stop();
+  await pgsql?.remove();
 });
 
 describe('limits across nodes (Redis)', () => {

@@ -1,6 +1,7 @@
 // SPEC §12 with the real engines: three gateways sharing their per-IP limits on redis-server and
 // one message trace in PostgreSQL (initdb, pg_ctl), each engine stopped and started again
 // inside the tests for the outage cases.
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { freePort, until } from '../helpers/wait.js';
 import { startHaproxy } from '../helpers/haproxy.js';
 
 let dir: string;
+const TOKEN = 'cluster-trace-token-0123456789';
 let pki: TestPki;
 let redis: Engine;
 let pgsql: Engine & { remove: () => Promise<void> };
@@ -36,7 +38,7 @@ async function startNode(name: string, workers: number): Promise<void> {
       ],
       limits: { maxConnectionsPerIp: 4, maxMessagesPerMinutePerIp: 6 },
       queue: { directory: path.join(ndir, 'queue'), retryIntervals: ['3s'] },
-      admin: { address: '127.0.0.1', port: admin },
+      admin: { address: '127.0.0.1', port: admin, tokenFile: path.join(dir, 'admin.token') },
       cluster: { node: name, redis: redis.url, traceDatabase: pgsql.url },
     }),
     acceptedDomains: [{ domain: 'contoso.com' }],
@@ -78,6 +80,7 @@ async function metric(name: string, line: RegExp): Promise<string | undefined> {
 beforeAll(async () => {
   dir = tmpDir('cluster');
   pki = makePki(path.join(dir, 'pki'));
+  fs.writeFileSync(path.join(dir, 'admin.token'), `${TOKEN}\n`, { mode: 0o600 });
   redis = await redisEngine();
   pgsql = await postgresEngine();
   sink = await startSink({ noStartTls: true, host: '127.0.0.1' });
@@ -204,6 +207,10 @@ describe('one trace (PostgreSQL)', () => {
       await new Promise((r) => setTimeout(r, 300));
     }
     expect(out).toMatch(new RegExp(`${qid}  mx2  delivered `));
+    // /trace on a third node answers for the cluster too.
+    const res = await fetch(`http://127.0.0.1:${node('mx1').admin}/trace?recipient=traced@contoso.com`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as Array<{ qid: string; node: string }>).find((m) => m.qid === qid)).toMatchObject({ node: 'mx2', status: 'delivered' });
     const timeline = (await runCli(['trace', '--config', node('mx1').file, '--queue-id', qid])).stdout;
     expect(timeline).toMatch(/\[mx2\] queued/);
     expect(timeline).toMatch(/\[mx2\] delivered traced@contoso\.com/);

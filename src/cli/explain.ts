@@ -16,7 +16,7 @@ import { applyOrganizationRules } from '../policy/organization.js';
 import { describeCallout } from '../policy/verification.js';
 import { authenticationApplies, authVerdict, dmarcResult } from '../policy/authentication.js';
 import { signingPlan } from '../policy/signing.js';
-import { domainOf } from '../mail/address.js';
+import { domainOf, mailboxDomain } from '../mail/address.js';
 import { authenticateMessage } from '../auth/verify.js';
 import { authResolverFor } from '../smtp/edge-auth.js';
 import type { Route } from '../policy/outbound.js';
@@ -193,7 +193,7 @@ async function explainAuthentication(out: string[], policy: Policy, a: Attributi
 /** SPEC §11 outbound: the DKIM keys and the ARC seal each accepted recipient's route gets. */
 function explainSigning(out: string[], policy: Policy, a: Attribution, headers: HeaderField[], sender: string, recipients: string[], routes: Route[]): void {
   const fromField = [...headers].reverse().find((h) => h.name.toLowerCase() === 'from')?.value;
-  const fromDomain = fromField ? (/@([^>\s]+)>?\s*$/.exec(fromField)?.[1] ?? null) : sender ? domainOf(sender) : null;
+  const fromDomain = fromField ? mailboxDomain(fromField) : sender ? domainOf(sender) : null;
   const authenticated = !!policy.gateway.authentication && authenticationApplies(policy.gateway.authentication, a.connector?.connectorType ?? null);
   recipients.forEach((rcpt, i) => {
     const plan = signingPlan(policy, fromDomain, routes[i]!, authenticated);

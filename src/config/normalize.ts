@@ -2,6 +2,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import path from 'node:path';
 import { parseDomainPattern, parseIpRange, parseStrictAddress, type DomainPattern, type IpRange } from '../policy/match.js';
+import { normalizeDomain } from '../mail/address.js';
 import { RE2JS } from 're2js';
 import { inOurDomains } from '../policy/organization.js';
 import { PUBLIC_ROOTS, type AcceptedDomain, type InboundConnector, type ListenerSettings, type OutboundConnector, type Policy, type RulePredicates, type SmartHost, type TransportRule } from '../policy/types.js';
@@ -70,7 +71,7 @@ function exactDomain(text: string, at: Path, d: Diagnostics): string {
   const p = parseDomainPattern(text);
   if (typeof p === 'string') d.error(at, p);
   else if (p.kind !== 'exact') d.error(at, `"${text}" is a pattern: a domain name is needed here`, 'write the domain itself, e.g. contoso.com');
-  return text.trim().toLowerCase().replace(/\.$/, '');
+  return normalizeDomain(text);
 }
 
 /** A DKIM selector (RFC 6376 §3.1): dot-separated labels of letters, digits and hyphens. */

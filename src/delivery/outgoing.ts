@@ -5,6 +5,8 @@
 import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { arcSet, dkimSignatures, type SigningKeys } from '../auth/sign.js';
 import { HeaderSection } from '../mail/header-section.js';
+import { parseHeaderBlock } from '../mail/headers.js';
+import { mailboxDomain } from '../mail/address.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';
 import { signingPlan, type SigningPlan } from '../policy/signing.js';
 import type { Policy } from '../policy/types.js';
@@ -75,11 +77,7 @@ export async function headerFromDomain(stream: Readable): Promise<string | null>
   } finally {
     stream.destroy();
   }
-  if (!head) return null;
-  const m = /(?:^|\r\n)From[ \t]*:((?:[^\r\n]|\r\n[ \t])*)/i.exec(head.toString('latin1'));
-  if (!m) return null;
-  const addr = /<([^<>]*)>\s*$/.exec(m[1]!.trim())?.[1] ?? m[1]!.replace(/\([^)]*\)/g, '').trim();
-  const at = addr.lastIndexOf('@');
-  return at > 0 ? addr.slice(at + 1).replace(/[>\s]+$/, '').toLowerCase() || null : null;
+  const from = head ? parseHeaderBlock(head.toString('latin1')).find((f) => f.name.toLowerCase() === 'from') : undefined;
+  return from ? mailboxDomain(from.value) : null;
 }
 

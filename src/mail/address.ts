@@ -13,6 +13,17 @@ export function domainOf(address: string): string {
   return at < 0 ? '' : normalizeDomain(address.slice(at + 1));
 }
 
+/**
+ * The normalized domain of the mailbox a From-like header field names ("Name <a@b>",
+ * "a@b (comment)"); null when it names none (no "@", or nothing before it).
+ */
+export function mailboxDomain(fieldValue: string): string | null {
+  const v = fieldValue.trim();
+  const addr = /<([^<>]*)>\s*$/.exec(v)?.[1] ?? v.replace(/\([^)]*\)/g, '').trim();
+  const at = addr.lastIndexOf('@');
+  return at > 0 ? normalizeDomain(addr.slice(at + 1)) || null : null;
+}
+
 /** The local part of an address (everything before the last "@"). */
 export function localPartOf(address: string): string {
   const at = address.lastIndexOf('@');

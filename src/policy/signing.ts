@@ -1,6 +1,7 @@
 // What is signed on the way out (SPEC §11), decided: the message's header From domain and the
 // route in, the DKIM keys and ARC seal to apply out. Delivery performs it (auth/sign.ts), as
 // the last change before the message leaves; `explain` shows the same plan.
+import { normalizeDomain } from '../mail/address.js';
 import type { Route } from './outbound.js';
 import type { AuthenticationSettings, DkimSigningConfig, Policy } from './types.js';
 
@@ -18,7 +19,7 @@ export interface SigningPlan {
  */
 export function signingPlan(policy: Policy, fromDomain: string | null, route: Route, authenticated: boolean): SigningPlan {
   const toOurServers = route.kind === 'connector' && route.connector.connectorType === 'onPremises';
-  const domain = fromDomain?.toLowerCase().replace(/\.$/, '') ?? null;
+  const domain = fromDomain === null ? null : normalizeDomain(fromDomain);
   return {
     dkim: domain && !toOurServers ? policy.dkimSigningConfigs.filter((c) => c.enabled && c.domainName === domain) : [],
     arcSeal: authenticated ? (policy.gateway.authentication?.arcSeal ?? null) : null,

@@ -8,7 +8,7 @@ import { HeaderSection } from '../mail/header-section.js';
 import { parseHeaderBlock } from '../mail/headers.js';
 import { mailboxDomain } from '../mail/address.js';
 import { isExchangeTrustedHeader, keepExchangeHeadersTo } from '../policy/headers.js';
-import { signingPlan, type SigningPlan } from '../policy/signing.js';
+import { dkimMaySign, signingPlan, type SigningPlan } from '../policy/signing.js';
 import type { Policy } from '../policy/types.js';
 import type { Route } from '../policy/outbound.js';
 import { HeaderFilter } from './header-filter.js';
@@ -33,8 +33,9 @@ export async function outgoing(policy: Policy, keys: SigningKeys, job: OutgoingJ
     const filter = keepExchangeHeadersTo(job.route) ? null : new HeaderFilter(isExchangeTrustedHeader);
     return { stream: filter ? pipeline(job.content(), filter, () => {}) : job.content(), filter };
   };
-  const wants = policy.dkimSigningConfigs.some((c) => c.enabled) || (!!job.auth && !!policy.gateway.authentication?.arcSeal);
-  const plan: SigningPlan = wants ? signingPlan(policy, await headerFromDomain(job.content()), job.route, !!job.auth) : { dkim: [], arcSeal: null };
+  // The spool file's head is read for the From domain only where a DKIM key may sign (not toward our own servers).
+  const fromDomain = dkimMaySign(policy, job.route) ? await headerFromDomain(job.content()) : null;
+  const plan: SigningPlan = signingPlan(policy, fromDomain, job.route, !!job.auth);
   if (!plan.dkim.length && !plan.arcSeal) return { open: firewalled, signed: { dkim: [], arc: null } };
 
   const pem = (file: string): string => keys.get(file) ?? '';

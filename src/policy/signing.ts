@@ -18,12 +18,17 @@ export interface SigningPlan {
  * ARC: every message authenticated at the edge, whatever its route.
  */
 export function signingPlan(policy: Policy, fromDomain: string | null, route: Route, authenticated: boolean): SigningPlan {
-  const toOurServers = route.kind === 'connector' && route.connector.connectorType === 'onPremises';
   const domain = fromDomain === null ? null : normalizeDomain(fromDomain);
   return {
-    dkim: domain && !toOurServers ? policy.dkimSigningConfigs.filter((c) => c.enabled && c.domainName === domain) : [],
+    dkim: domain && dkimMaySign(policy, route) ? policy.dkimSigningConfigs.filter((c) => c.enabled && c.domainName === domain) : [],
     arcSeal: authenticated ? (policy.gateway.authentication?.arcSeal ?? null) : null,
   };
+}
+
+/** Whether any DKIM key may sign toward `route`: the From domain is worth reading only then. */
+export function dkimMaySign(policy: Policy, route: Route): boolean {
+  const toOurServers = route.kind === 'connector' && route.connector.connectorType === 'onPremises';
+  return !toOurServers && policy.dkimSigningConfigs.some((c) => c.enabled);
 }
 
 /**

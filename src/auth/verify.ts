@@ -7,7 +7,7 @@
 import type { Readable } from 'node:stream';
 import { authenticate } from 'mailauth';
 import getDmarcRecord from 'mailauth/lib/dmarc/get-dmarc-record.js';
-import type { AuthFacts, AuthResult, DmarcPolicy } from '../policy/authentication.js';
+import { dmarcResult, type AuthFacts, type AuthResult, type DmarcPolicy } from '../policy/authentication.js';
 
 /** What the auth checks need of a DNS resolver: SecureResolver (delivery/dnssec-resolver.ts) is one. */
 export interface DnsQuery {
@@ -97,7 +97,7 @@ export async function authenticateMessage(message: Readable | Buffer, t: Transmi
   const sawPass = [aar.dmarc?.result, aar.spf?.result, ...((aar.dkim ?? []) as Array<{ result?: string }>).map((d) => d.result)].some((x) => x === 'pass');
   const arcResult = result(arc?.status?.result);
   const spf = r.spf as Record<string, any> | false; // eslint-disable-line @typescript-eslint/no-explicit-any
-  return {
+  const found: Authenticated = {
     facts: {
       spf: { result: spf ? result(spf.status?.result) : 'none', domain: spf ? String(spf.domain ?? '') : '' },
       dkim: ((r.dkim as { results?: Array<Record<string, any>> })?.results ?? []) // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -112,6 +112,10 @@ export async function authenticateMessage(message: Readable | Buffer, t: Transmi
     authResults: ar ? ar[1]!.replace(/\r\n$/, '') : `${t.authservId}; none`,
     cv: arcResult === 'pass' ? 'pass' : arcResult === 'fail' ? 'fail' : 'none',
   };
+  // The header says the DMARC result the gateway stands by (policy/authentication.ts), for the
+  // session and `explain` alike.
+  const ours = dmarcResult(found.facts.dmarc);
+  return ours === found.facts.dmarc.result ? found : withDmarcResult(found, ours, `l= leaves ${found.facts.dmarc.passedBy.unsignedBytes} body bytes unsigned`);
 }
 
 function passedBy(alignment: { spf?: { result?: unknown }; dkim?: { result?: unknown; underSized?: unknown } } | undefined): AuthFacts['dmarc']['passedBy'] {
@@ -122,7 +126,7 @@ function passedBy(alignment: { spf?: { result?: unknown }; dkim?: { result?: unk
  * The Authentication-Results with our own DMARC result where it differs from mailauth's (a pass
  * that rests on a signature covering part of the body): the header says what we decided on.
  */
-export function withDmarcResult(a: Authenticated, ours: AuthResult, comment: string): Authenticated {
+function withDmarcResult(a: Authenticated, ours: AuthResult, comment: string): Authenticated {
   const rewrite = (text: string): string => text.replace(/\bdmarc=pass\b(?: \([^)]*\))?/, `dmarc=${ours} (${comment})`);
   return { ...a, headers: rewrite(a.headers), authResults: rewrite(a.authResults) };
 }

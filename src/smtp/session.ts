@@ -11,7 +11,7 @@ import { evaluateRules } from '../policy/rules.js';
 import { keepExchangeHeadersFrom } from '../policy/headers.js';
 import { editHeaderBlock, filterHeaderBlock } from '../mail/headers.js';
 import { authenticationApplies, authVerdict, claimsOurAuthservId, dmarcResult, type AuthVerdict } from '../policy/authentication.js';
-import { withDmarcResult, type Authenticated } from '../auth/verify.js';
+import type { Authenticated } from '../auth/verify.js';
 import { EdgeAuthentication } from './edge-auth.js';
 import { formatReply, replies, type Reply } from '../policy/replies.js';
 import type { Policy } from '../policy/types.js';
@@ -441,13 +441,10 @@ export class SessionHooks {
     }
 
     // The sender authentication verdict (DMARC p=reject: 550 5.7.509, nothing queued).
-    let authenticated = checks ? await checks.result : null;
+    const authenticated = checks ? await checks.result : null;
     let verdict: AuthVerdict | null = null;
     if (auth && authenticated) {
       verdict = this.authenticationVerdict(st, authenticated, writer?.id);
-      if (!(authenticated instanceof Error) && dmarcResult(authenticated.facts.dmarc) !== authenticated.facts.dmarc.result) {
-        authenticated = withDmarcResult(authenticated, dmarcResult(authenticated.facts.dmarc), `l= leaves ${authenticated.facts.dmarc.passedBy.unsignedBytes} body bytes unsigned`);
-      }
       if (verdict.action === 'reject') {
         await writer?.abort();
         return cb(this.refuse(st, { rule: 'dmarc', connector, reply: verdict.reply }, { domain: verdict.domain, why: verdict.why, size: stream.byteLength }));

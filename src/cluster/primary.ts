@@ -11,7 +11,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '../observe/log.js';
 import type { Envelope } from '../queue/spool.js';
 import type { Verdict } from '../delivery/verify.js';
-import { LocalIpCounts, type IpCounts } from '../smtp/counters.js';
+import { LocalIpCounts, withCount, type IpCounts } from '../smtp/counters.js';
 import { isFromWorker, type FromWorker, type MetricsJson, type ToWorker } from './protocol.js';
 
 export interface PoolHandlers {
@@ -99,9 +99,7 @@ export class WorkerPool {
         const mine = this.openBy.get(w.id);
         mine?.set(m.ip, (mine.get(m.ip) ?? 0) + 1);
         const total = ++this.total;
-        const perIp = this.ips.opened(m.ip);
-        if (typeof perIp === 'number') return this.send(w, { t: 'opened', id: m.id, perIp, total });
-        void perIp.then((n) => this.send(w, { t: 'opened', id: m.id, perIp: n, total }));
+        void withCount(this.ips.opened(m.ip), (perIp) => this.send(w, { t: 'opened', id: m.id, perIp, total }));
         return;
       }
       case 'close': {
@@ -114,12 +112,9 @@ export class WorkerPool {
         this.total--;
         return;
       }
-      case 'message': {
-        const rate = this.ips.message(m.ip);
-        if (typeof rate === 'number') return this.send(w, { t: 'rate', id: m.id, rate });
-        void rate.then((r) => this.send(w, { t: 'rate', id: m.id, rate: r }));
+      case 'message':
+        void withCount(this.ips.message(m.ip), (rate) => this.send(w, { t: 'rate', id: m.id, rate }));
         return;
-      }
       case 'verify':
         void this.handlers
           .verify(m.address, m.connector)

@@ -55,6 +55,11 @@ export interface IpCounts {
   message(ip: string): number | Promise<number>;
 }
 
+/** A count known at once (this node's) or answered later (the primary's, Redis'): `f` of it, as soon as it is known. */
+export function withCount<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
 /** This node's per-IP counts. */
 export class LocalIpCounts implements IpCounts {
   private readonly perIp = new OpenCounter();
@@ -87,8 +92,7 @@ export class LocalCounters implements SessionCounters {
 
   open(ip: string): { perIp: number; total: number } | Promise<{ perIp: number; total: number }> {
     const total = ++this.total;
-    const perIp = this.ips.opened(ip);
-    return typeof perIp === 'number' ? { perIp, total } : perIp.then((n) => ({ perIp: n, total }));
+    return withCount(this.ips.opened(ip), (perIp) => ({ perIp, total }));
   }
   close(ip: string): void {
     this.ips.closed(ip);

@@ -16,7 +16,7 @@ import pg from 'pg';
 import { messageStatusSql, traceWrites, type TraceWrite } from '../trace/writes.js';
 import { searchConditions, tracedMessage } from '../trace/rows.js';
 import type { TraceEvent, TracedMessage, TraceQuery } from '../trace/store.js';
-import type { EngineEvents } from './redis-counts.js';
+import type { EngineEvents } from './redis-client.js';
 
 /** The schema, step by step. A step is never edited once released: a change is a new step. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
@@ -72,7 +72,8 @@ export class PgTrace {
   private journaled = 0;
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> | null = null;
-  private migrated = false;
+  /** The schema brought up to date, once per process (again after a failure). */
+  private migration: Promise<void> | null = null;
   private healthy = true;
 
   constructor(
@@ -117,11 +118,8 @@ export class PgTrace {
     const batch = this.pending.slice(0, 5_000);
     let client: pg.PoolClient | null = null;
     try {
+      await this.migrated();
       client = await this.pool.connect();
-      if (!this.migrated) {
-        await migrate(client);
-        this.migrated = true;
-      }
       await client.query('BEGIN');
       await this.apply(client, batch);
       await client.query('COMMIT');
@@ -141,6 +139,22 @@ export class PgTrace {
     } finally {
       client?.release();
     }
+  }
+
+  /** Writing waits for the schema (a fresh database gets it from whichever node writes first). */
+  private migrated(): Promise<void> {
+    this.migration ??= (async () => {
+      const c = await this.pool.connect();
+      try {
+        await migrate(c);
+      } finally {
+        c.release();
+      }
+    })().catch((e: unknown) => {
+      this.migration = null;
+      throw e;
+    });
+    return this.migration;
   }
 
   /** Appends what waits and is not in the journal yet. */
@@ -221,9 +235,9 @@ export class PgTrace {
   /** Removes what is older than `retentionMs` (any node may: it is the same rule); returns how many messages went. */
   async purge(retentionMs: number, now = Date.now()): Promise<number> {
     const before = now - retentionMs;
+    await this.migrated();
     const c = await this.pool.connect();
     try {
-      if (!this.migrated) (await migrate(c), (this.migrated = true));
       await c.query('BEGIN');
       await c.query('DELETE FROM events WHERE qid IN (SELECT qid FROM messages WHERE received_at < $1)', [before]);
       await c.query('DELETE FROM recipients WHERE qid IN (SELECT qid FROM messages WHERE received_at < $1)', [before]);

@@ -11,13 +11,12 @@
 // Redis unreachable: this node's own counts stand in (LocalIpCounts), the outage is logged once
 // and the gauge gateway_cluster_engine_up{engine="redis"} is 0; mail is never refused for it.
 // A session counted locally is closed locally, one counted in Redis is closed in Redis.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { redisClient, type EngineEvents } from './redis-client.js';
 import { LocalIpCounts, type IpCounts } from '../smtp/counters.js';
 
 const HEARTBEAT_MS = 2_000;
 const NODE_DEAD_MS = 10_000;
-/** A command that takes longer is treated as Redis being down for this count. */
-const COMMAND_TIMEOUT_MS = 500;
 
 const OPEN = `
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -41,11 +40,6 @@ redis.call('PEXPIRE', KEYS[1], 120000)
 local p = tonumber(redis.call('GET', KEYS[2]) or '0')
 return {c, p}`;
 
-export interface EngineEvents {
-  down(engine: 'redis' | 'postgresql', err: Error): void;
-  up(engine: 'redis' | 'postgresql'): void;
-}
-
 export class RedisIpCounts implements IpCounts {
   private readonly redis: Redis;
   private readonly local = new LocalIpCounts();
@@ -64,8 +58,7 @@ export class RedisIpCounts implements IpCounts {
     prefix = 'cg:',
   ) {
     this.prefix = prefix;
-    this.redis = new Redis(url, { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: COMMAND_TIMEOUT_MS, retryStrategy: () => 1000 });
-    this.redis.on('error', () => {}); // reported through the counts that fail, once
+    this.redis = redisClient(url); // failures are reported through the counts that fail, once
     this.redis.on('ready', () => {
       // A (re)started node has no sessions: whatever its hash holds is from before.
       void this.redis.del(this.key('conn', this.node)).then(() => this.heartbeat(), () => {});

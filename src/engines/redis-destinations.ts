@@ -6,7 +6,8 @@
 // for the cluster. A node that starts reads what is dead already.
 //
 // Redis unreachable: each node finds its dead destinations alone and probes on its own.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { redisClient } from './redis-client.js';
 import type { DestinationHealth, SharedDestinations } from '../queue/destinations.js';
 
 const CHANNEL = 'destinations';
@@ -29,11 +30,8 @@ export class RedisDestinations implements SharedDestinations {
     private readonly node: string,
     private readonly prefix = 'cg:',
   ) {
-    const opts = { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, retryStrategy: () => 1000 } as const;
-    this.redis = new Redis(url, opts);
-    this.redis.on('error', () => {});
-    this.sub = new Redis(url, { retryStrategy: () => 1000 });
-    this.sub.on('error', () => {});
+    this.redis = redisClient(url);
+    this.sub = redisClient(url, { subscriber: true });
     this.sub.on('message', (_channel: string, text: string) => {
       let m: Published;
       try {

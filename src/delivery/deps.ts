@@ -2,7 +2,7 @@
 // each reload, `validate`, `tls-report`): the client identity, the resolver of gateway.dns.servers,
 // the DNSSEC-aware resolver only where its AD bit can be trusted (SPEC §8), the connector CA files
 // read once, the DKIM and ARC signing keys, and a connection cache.
-import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
+import { parseDnsServers } from '../mail/dns-server.js';
 import { dnssecTrust } from '../policy/outbound-security.js';
 import type { Policy } from '../policy/types.js';
 import { cachedPemReader, readIdentity } from '../tls/files.js';
@@ -19,7 +19,7 @@ export type DeliveryExtras = Pick<DeliveryDeps, 'sts' | 'report' | 'tlsResult' |
 
 /** The DNSSEC-aware resolver of gateway.dns.servers, or none where DANE cannot be in effect. */
 export function secureResolverFor(policy: Policy): SecureResolver | undefined {
-  const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((s): s is DnsServer => s !== null);
+  const servers = parseDnsServers(policy.gateway.dns.servers);
   return dnssecTrust(policy).trusted && servers.length ? new SecureResolver(servers) : undefined;
 }
 

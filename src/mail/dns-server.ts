@@ -6,6 +6,11 @@ export interface DnsServer {
   port: number;
 }
 
+/** The servers of gateway.dns.servers that parse (`check` reports the others). */
+export function parseDnsServers(list: readonly string[]): DnsServer[] {
+  return list.map(parseDnsServer).filter((s): s is DnsServer => s !== null);
+}
+
 /** "127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:53". */
 export function parseDnsServer(text: string): DnsServer | null {
   const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);

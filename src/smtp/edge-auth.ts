@@ -5,7 +5,7 @@
 import { PassThrough } from 'node:stream';
 import { authenticateMessage, mailauthResolver, type Authenticated, type Transmission } from '../auth/verify.js';
 import { SecureResolver } from '../delivery/dnssec-resolver.js';
-import { parseDnsServer, type DnsServer } from '../mail/dns-server.js';
+import { parseDnsServers } from '../mail/dns-server.js';
 import type { Policy } from '../policy/types.js';
 
 const resolvers = new WeakMap<Policy, ReturnType<typeof mailauthResolver> | undefined>();
@@ -13,7 +13,7 @@ const resolvers = new WeakMap<Policy, ReturnType<typeof mailauthResolver> | unde
 /** The checks' resolver for a policy: gateway.dns.servers, or the system's when it lists none. */
 export function authResolverFor(policy: Policy): ReturnType<typeof mailauthResolver> | undefined {
   if (!resolvers.has(policy)) {
-    const servers = policy.gateway.dns.servers.map(parseDnsServer).filter((s): s is DnsServer => s !== null);
+    const servers = parseDnsServers(policy.gateway.dns.servers);
     resolvers.set(policy, servers.length ? mailauthResolver(new SecureResolver(servers)) : undefined);
   }
   return resolvers.get(policy);

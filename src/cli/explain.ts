@@ -14,7 +14,7 @@ import { formatReply, replies } from '../policy/replies.js';
 import { tlsFlags } from '../policy/envelope.js';
 import { applyOrganizationRules } from '../policy/organization.js';
 import { describeCallout } from '../policy/verification.js';
-import { authenticationApplies, authVerdict, dmarcResult } from '../policy/authentication.js';
+import { authenticationApplies, authVerdict, dmarcResult, QUARANTINE_FIELD } from '../policy/authentication.js';
 import { signingPlan } from '../policy/signing.js';
 import { domainOf, mailboxDomain } from '../mail/address.js';
 import { authenticateMessage } from '../auth/verify.js';
@@ -182,7 +182,7 @@ async function explainAuthentication(out: string[], policy: Policy, a: Attributi
   for (const line of found.headers.replace(/\r\n$/, '').split('\r\n')) out.push(`  | ${line}`);
   const v = authVerdict(auth.dmarc, auth.arcTrustedSealers, f, 0); // pct: as if the message fell inside the percentage
   out.push(`  verdict: ${v.action} — ${v.why}`);
-  if (v.action === 'quarantine') out.push('  marked X-MS-Exchange-Organization-SCL: 5 (junk folder) toward onPremises connectors with cloudServicesMailEnabled');
+  if (v.action === 'quarantine') out.push(`  marked ${QUARANTINE_FIELD} (junk folder) toward onPremises connectors with cloudServicesMailEnabled`);
   if (v.action === 'reject') {
     out.push(`  reply: ${formatReply(v.reply)}`);
     return true;

@@ -49,6 +49,9 @@ export function authenticationApplies(settings: { dmarc: DmarcMode } | null, con
   return settings !== null && connectorType !== 'onPremises';
 }
 
+/** What a quarantine verdict adds to the message: Exchange's junk-folder mark (SCL 5), kept toward on-premises by the header firewall. */
+export const QUARANTINE_FIELD = 'X-MS-Exchange-Organization-SCL: 5';
+
 export type AuthVerdict =
   | { action: 'accept'; why: string }
   /** p=quarantine: accepted, marked for the junk folder (SCL 5 toward on-premises). */

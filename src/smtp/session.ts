@@ -10,7 +10,7 @@ import { unadvertisedParameter } from '../policy/parameters.js';
 import { evaluateRules } from '../policy/rules.js';
 import { keepExchangeHeadersFrom } from '../policy/headers.js';
 import { editHeaderBlock, filterHeaderBlock } from '../mail/headers.js';
-import { authenticationApplies, authVerdict, claimsOurAuthservId, dmarcResult, type AuthVerdict } from '../policy/authentication.js';
+import { authenticationApplies, authVerdict, claimsOurAuthservId, dmarcResult, QUARANTINE_FIELD, type AuthVerdict } from '../policy/authentication.js';
 import type { Authenticated } from '../auth/verify.js';
 import { EdgeAuthentication } from './edge-auth.js';
 import { formatReply, replies, type Reply } from '../policy/replies.js';
@@ -152,10 +152,6 @@ export class SessionHooks {
     return st;
   }
 
-  /**
-   * Performs a refusal: the log event, the metric, and the error smtp-server replies with. Each
-   * counts against the session's hard error limit: at it, the session ends with 421 after this reply.
-   */
   /** What SPF, DKIM, ARC and DMARC found, decided (policy/authentication.ts), logged and counted. */
   private authenticationVerdict(st: SessionState, found: Authenticated | Error, qid: string | undefined): AuthVerdict {
     const auth = st.policy.gateway.authentication!;
@@ -181,6 +177,10 @@ export class SessionHooks {
     return verdict;
   }
 
+  /**
+   * Performs a refusal: the log event, the metric, and the error smtp-server replies with. Each
+   * counts against the session's hard error limit: at it, the session ends with 421 after this reply.
+   */
   private refuse(st: SessionState, refusal: Refusal, extra: Record<string, unknown>): Error {
     const r = refusal.reply;
     this.record(st, refusal, extra, 'refused');
@@ -470,7 +470,7 @@ export class SessionHooks {
       ? ''
       : authenticated instanceof Error
         ? `Authentication-Results: ${auth!.authservId}; none (sender authentication did not complete)\r\n` // RFC 8601 §2.2: nothing was checked
-        : authenticated.headers + (verdict?.action === 'quarantine' ? 'X-MS-Exchange-Organization-SCL: 5\r\n' : '');
+        : authenticated.headers + (verdict?.action === 'quarantine' ? `${QUARANTINE_FIELD}\r\n` : '');
     if (writer && !writeError && (rules.removeHeaders.length || rules.setHeaders.length || checks)) {
       const head = scanner.head;
       const own = auth && checks ? filterHeaderBlock(head.own, (name, value) => claimsOurAuthservId(name, value, auth.authservId)).block : head.own;

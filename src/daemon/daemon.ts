@@ -160,12 +160,12 @@ export class Daemon {
     const metrics = observe ? new observe.Metrics() : undefined;
     this.metrics = metrics;
     metrics?.buildInfo.set({ version: this.info.version, node: process.version }, 1);
-    const engines = this.policy.gateway.cluster;
-    if (engines?.redis) metrics?.engineUp.set({ engine: 'redis' }, 1);
-    if (engines?.traceDatabase) metrics?.engineUp.set({ engine: 'postgresql' }, 1);
+    // SPEC §12: the shared engines, if the policy names them (the trace's is opened by the constructor).
+    const cluster = this.policy.gateway.cluster;
+    if (cluster?.redis) metrics?.engineUp.set({ engine: 'redis' }, 1);
+    if (cluster?.traceDatabase) metrics?.engineUp.set({ engine: 'postgresql' }, 1);
     const bouncer = new SpoolBouncer(spool);
-    const shared = this.policy.gateway.cluster;
-    if (shared?.redis) this.sharedDestinations = new RedisDestinations(shared.redis, shared.node);
+    if (cluster?.redis) this.sharedDestinations = new RedisDestinations(cluster.redis, cluster.node);
     const manager = new QueueManager(spool, () => this.policy, log, (job) => deliver(job, this.delivery), (env, kind, recipients, p) => bouncer.bounce(env, kind, recipients, p), {
       onResult: (connector, result, security, code) => {
         metrics?.deliveries.inc({ connector, result });
@@ -200,7 +200,6 @@ export class Daemon {
     this.verifier = new RecipientVerifier(() => ({ hostname: this.policy.gateway.hostname, identity: this.delivery.identity, resolver: this.delivery.resolver, readCa: this.delivery.readCa }), { positiveFile: verifiedAddressesFile(spool.dir) });
     const verifier = this.verifier;
     const trace = this.trace;
-    const cluster = this.policy.gateway.cluster;
     if (cluster?.redis) this.ips = new RedisIpCounts(cluster.redis, cluster.node, this.engineEvents());
     // An interrupted drain (.draining) resumes instead of listening.
     const resumeDrain = readMarker(spool.dir);
@@ -298,12 +297,8 @@ export class Daemon {
     const { log, spool } = this;
     fs.writeFileSync(drainMarker(spool.dir), `${to}\n`);
     if (this.ready || this.server || this.workers) {
-      this.ready = false;
       log.info({ event: 'draining', to }, `draining to ${to}: not ready, no new sessions`);
-      await (this.server ? this.server.stop(10_000) : this.workers?.stop(10_000));
-      this.server = null;
-      this.workers = null;
-      await this.manager?.stop(30_000);
+      await this.stopAccepting(10_000, 30_000);
     }
     const r = await drainQueue(spool, peer, this.delivery, log);
     log.info({ event: 'drain-done', to, handedOver: r.handedOver, left: r.left }, `drain to ${to}: ${r.handedOver} message(s) handed over, ${r.left} left`);
@@ -364,10 +359,8 @@ export class Daemon {
   async stop(signal: string, graceMs = 10_000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.ready = false;
     this.log.info({ event: 'stopping', signal }, 'stopping: no new sessions');
-    await (this.server ? this.server.stop(graceMs) : this.workers?.stop(graceMs));
-    await this.manager?.stop(graceMs);
+    await this.stopAccepting(graceMs, graceMs);
     this.reporter?.stop();
     if (this.ips instanceof RedisIpCounts) await this.ips.close();
     this.sharedDestinations?.close();
@@ -378,6 +371,15 @@ export class Daemon {
     this.delivery.pool.closeAll();
     this.log.info({ event: 'stopped' }, 'stopped');
     await new Promise<void>((r) => this.log.flush(() => r()));
+  }
+
+  /** Not ready; the listeners close and their sessions get `sessionGraceMs` to finish; then the queue manager's attempts in flight get `queueGraceMs`. */
+  private async stopAccepting(sessionGraceMs: number, queueGraceMs: number): Promise<void> {
+    this.ready = false;
+    await (this.server ? this.server.stop(sessionGraceMs) : this.workers?.stop(sessionGraceMs));
+    this.server = null;
+    this.workers = null;
+    await this.manager?.stop(queueGraceMs);
   }
 
   /** One log line saying what secures MX delivery under this policy. */

@@ -20,7 +20,6 @@ export function drainMarker(queueDir: string): string {
 }
 
 export interface DrainReport {
-  messages: number;
   handedOver: number;
   left: number;
   lines: string[];
@@ -28,14 +27,13 @@ export interface DrainReport {
 
 export async function drainQueue(spool: Spool, peer: SmartHost, deps: DeliveryDeps, log: Logger): Promise<DrainReport> {
   const route = drainRoute(peer);
-  const report: DrainReport = { messages: 0, handedOver: 0, left: 0, lines: [] };
+  const report: DrainReport = { handedOver: 0, left: 0, lines: [] };
   for (const env of await spool.list()) {
     const recipients = toHandOver(env);
     if (!recipients.length) {
       await spool.remove(env.id); // settled already (a drain interrupted after its last hand-over)
       continue;
     }
-    report.messages++;
     let result: Map<string, RecipientOutcome>;
     try {
       result = await deliver({ envelope: env, recipients, route, content: () => spool.contentStream(env.id) }, deps);

@@ -18,7 +18,10 @@ export async function serve(args: string[]): Promise<void> {
     fail(`cannot start: ${(e as Error).message}`, 1);
   }
   process.on('SIGHUP', () => void daemon.reload('SIGHUP'));
-  watchFile(file, () => void daemon.reload('file change'));
+  // Reloaded when the file's bytes differ from those the last reload read (by any route).
+  watchFile(file, () => {
+    if (daemon.policyFileChanged()) void daemon.reload('file change');
+  });
   const stop = (signal: string): void => void daemon.stop(signal).then(() => setTimeout(() => process.exit(0), 50));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -26,20 +29,15 @@ export async function serve(args: string[]): Promise<void> {
   void daemon.drained.then(() => stop('drained'));
 }
 
-/** Calls back (debounced) when the file's content changes; survives editors that replace the file. */
-function watchFile(file: string, onChange: () => void): void {
-  let last = safeRead(file);
+/** Calls back (debounced) when the file may have changed; survives editors that replace the file. */
+function watchFile(file: string, onEvent: () => void): void {
   let timer: NodeJS.Timeout | null = null;
-  const check = () => {
-    timer = null;
-    const now = safeRead(file);
-    if (now !== null && now !== last) {
-      last = now;
-      onChange();
-    }
-  };
   const schedule = () => {
-    if (!timer) timer = setTimeout(check, 300);
+    if (!timer)
+      timer = setTimeout(() => {
+        timer = null;
+        onEvent();
+      }, 300);
   };
   try {
     fs.watch(path.dirname(path.resolve(file)), (_e, name) => {
@@ -50,12 +48,4 @@ function watchFile(file: string, onChange: () => void): void {
   }
   // Kubernetes ConfigMaps swap a symlink; a slow poll catches what the watch misses.
   setInterval(schedule, 5000).unref();
-}
-
-function safeRead(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
 }

@@ -64,8 +64,14 @@ export class Daemon {
   private drainedResolve!: () => void;
   /** Resolves when a drain has handed every message over: the daemon is then to stop (serve.ts). */
   readonly drained = new Promise<void>((resolve) => (this.drainedResolve = resolve));
-  /** The fingerprint of the policy in force when it was read (fingerprint()). */
+  /** The fingerprint of the policy in force when it was read (fingerprint()); '' when unsure. */
   private applied = '';
+  /**
+   * The policy file's bytes as the last reload (or the start) read them, whatever came of it; null
+   * when the file changed while it was read. The file watch compares with this, so that a change
+   * is seen whichever way the previous reload came (signal, command, watch).
+   */
+  private lastRead: Buffer | null = null;
 
   /** Reads the policy (already checked by the caller) and opens the trace and the logger. */
   constructor(
@@ -99,6 +105,13 @@ export class Daemon {
     // Delivery reads the policy in force at each attempt; identity and resolver follow reloads.
     this.delivery = this.deliveryDeps(policy);
     this.applied = this.fingerprint(policy);
+    this.lastRead = readOrNull(file);
+  }
+
+  /** Whether the policy file's bytes differ from what the last reload read (the file watch asks, serve.ts). */
+  policyFileChanged(): boolean {
+    const now = readOrNull(this.file);
+    return now !== null && !(this.lastRead && now.equals(this.lastRead));
   }
 
   /** The policy file's text and the content of every file a policy names, hashed: what a reload would read. */
@@ -110,6 +123,8 @@ export class Daemon {
       policy.gateway.tls.key,
       policy.gateway.tls.clientCertificateAuthorities,
       policy.gateway.admin?.tokenFile ?? null,
+      ...policy.dkimSigningConfigs.map((c) => c.privateKey),
+      policy.gateway.authentication?.arcSeal?.privateKey ?? null,
       ...policy.inboundConnectors.map((c) => c.tlsCertificateAuthorities),
       ...policy.outboundConnectors.map((c) => c.tlsCertificateAuthorities),
     ];
@@ -323,8 +338,10 @@ export class Daemon {
     const { log, metrics } = this;
     // Nothing changed since the policy in force was read (its text and every file it names): an
     // edit the file watch already applied, followed by SIGHUP, is one reload, not two.
+    const read = readOrNull(this.file);
     const seen = this.fingerprint(this.policy);
     if (seen === this.applied) {
+      this.lastRead = read;
       log.info({ event: 'reload-unchanged', trigger: why }, 'policy and its files unchanged: nothing to reload');
       return { applied: true, lines: ['unchanged: the policy and the files it names are as they were'] };
     }
@@ -333,6 +350,12 @@ export class Daemon {
       next = this.deliveryDeps(p); // reads the certificate and key: a refusal leaves nothing changed
       this.server?.reload(p);
     });
+    // What was parsed is known only if the file did not change meanwhile (its bytes before the
+    // read equal those after the fingerprint); else nothing is assumed and the next look reloads.
+    const fingerprint = r.ok ? this.fingerprint(r.policy) : '';
+    const after = readOrNull(this.file);
+    const stable = read !== null && after !== null && read.equals(after);
+    this.lastRead = stable ? read : null;
     if (!r.ok || !next) {
       metrics?.reloads.inc({ result: 'refused' });
       log.error({ event: 'reload-refused', trigger: why, errors: r.ok ? [] : r.errors }, 'policy reload refused; the running policy stays in force');
@@ -345,7 +368,7 @@ export class Daemon {
     if (JSON.stringify(r.policy.gateway.admin ?? null) !== JSON.stringify(before.gateway.admin ?? null)) log.warn({ event: 'reload-admin' }, 'admin listener changes take effect at the next restart');
     if (r.policy.gateway.workers !== before.gateway.workers) log.warn({ event: 'reload-workers' }, 'a change of gateway.workers takes effect at the next restart');
     this.policy = r.policy;
-    this.applied = this.fingerprint(r.policy);
+    this.applied = stable ? fingerprint : '';
     const refused = this.workers ? await this.workers.reload() : [];
     if (refused.length) log.error({ event: 'reload-workers-failed', errors: refused }, 'some SMTP workers kept the previous policy');
     log.level = this.policy.gateway.log.level;
@@ -390,6 +413,14 @@ export class Daemon {
     if (mode === 'none') log.info({ event: 'outbound-security', dane: false, why: 'smtpDaneMode: none' }, 'DANE off');
     else if (trust.trusted) log.info({ event: 'outbound-security', dane: true, mode, servers: policy.gateway.dns.servers }, `DANE in effect (${mode}) for MX delivery`);
     else log.warn({ event: 'outbound-security', dane: false, why: trust.why }, `DANE not in effect: ${trust.why}`);
+  }
+}
+
+function readOrNull(file: string): Buffer | null {
+  try {
+    return fs.readFileSync(file);
+  } catch {
+    return null;
   }
 }
 

@@ -338,6 +338,18 @@ describe('explain --message (Test-Message)', () => {
   });
 });
 
+describe('reload', () => {
+  it('a signing key replaced on disk is a change: SIGHUP reloads it (not "unchanged")', async () => {
+    const before = gw.events('reloaded').length;
+    const unchanged = gw.events('reload-unchanged').length;
+    const { privateKey } = generateKeyPairSync('ed25519');
+    fs.writeFileSync(keyFiles.ed!, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+    gw.proc.kill('SIGHUP');
+    await gw.waitFor(() => gw.events('reloaded').length > before || gw.events('reload-unchanged').length > unchanged, 10_000);
+    expect(gw.events('reloaded').length).toBe(before + 1);
+  });
+});
+
 describe('check: signing keys', () => {
   it('a key that is too short or unreadable is an error with file:line:column and a fix', async () => {
     const short = dkimKey('short', 'rsa', 1024);

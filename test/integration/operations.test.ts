@@ -286,8 +286,7 @@ describe('hot reload', () => {
   it('a file change alone (no signal) reloads too', async () => {
     const before = gw.events('reloaded').length;
     fs.writeFileSync(file, stringify(policy({ contosoRequireTls: false })));
-    // The file watch (or its 5 s poll), then every worker's acknowledgement: give a loaded machine time.
-    await gw.waitFor(() => gw.events('reloaded').length > before, 20_000);
+    await gw.waitFor(() => gw.events('reloaded').length > before, 10_000);
     const plain = await swaks([...mx(), '--local-interface', '127.0.0.53', '--from', 'a@contosobank.com', '--to', 'u@contoso.com']);
     expect(dataReply(plain)).toMatch(/^250 2\.6\.0/);
   });
